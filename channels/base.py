@@ -1,0 +1,34 @@
+"""The channel interface (after Chatwoot's ``SendOnChannelService``).
+
+A channel delivers one outbound message and returns a receipt with the provider's id, or raises
+``TransientError`` (try again later) or ``PermanentError`` (never). Shared checks — already sent,
+caps, at-most-once bookkeeping — live once, in ``responder.outbox``; a channel only delivers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from responder.errors import PermanentError, TransientError
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """What the outbox hands a channel: everything needed to deliver, nothing to decide."""
+    outbox_id: int
+    recipient: str
+    subject: str
+    body_text: str
+    message_id: str
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    automatic: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    provider_id: str
+    detail: str = ""
+
+
+__all__ = ["Outbound", "Receipt", "TransientError", "PermanentError"]

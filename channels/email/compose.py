@@ -1,0 +1,75 @@
+"""Builds the reply email: threading headers, RFC 3834 marks, plain text plus HTML.
+
+Runs in the send job just before SMTP. Replies thread in the customer's client (RFC 5322
+§3.6.4): ``Re:`` subject, ``In-Reply-To`` the customer's Message-ID, ``References`` their chain
+plus that id, and our own Message-ID fixed when the outbox row was written. Automatic replies
+carry ``Auto-Submitted: auto-replied`` (RFC 3834 §5) so other robots don't answer them.
+CR and LF are stripped from every header value, so header injection is impossible.
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+
+from channels.base import Outbound
+from responder.clock import utcnow
+from responder.templating import render
+
+REPLY_PREFIX = re.compile(r"^\s*re\s*:", re.I)
+MAX_REFERENCES = 20  # keep the header sane on very long threads (first + most recent)
+
+
+def new_message_id(from_address: str) -> str:
+    domain = from_address.rpartition("@")[2] or "deskhand.invalid"
+    return f"<deskhand.{uuid.uuid4().hex}@{clean_header(domain)}>"
+
+
+def clean_header(value: str) -> str:
+    """One line, no control characters: CR/LF can never start a new header."""
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", value or "").strip()
+
+
+def reply_subject(subject: str) -> str:
+    subject = clean_header(subject)
+    if not subject:
+        return "Re: your message"
+    return subject if REPLY_PREFIX.match(subject) else f"Re: {subject}"
+
+
+def references_for(in_reply_to: str | None, references: list[str]) -> list[str]:
+    chain = [r for r in references if r]
+    if in_reply_to and in_reply_to not in chain:
+        chain.append(in_reply_to)
+    if len(chain) > MAX_REFERENCES:
+        chain = chain[:1] + chain[-(MAX_REFERENCES - 1):]
+    return chain
+
+
+def render_body(*, body: str, customer_name: str, store) -> str:
+    """The whole plain-text reply: greeting, the draft, the owner's sign-off."""
+    first_name = clean_header(customer_name).split(" ")[0] if customer_name else ""
+    return render("email/reply.txt.j2", body=body.strip(), customer_name=first_name,
+                  signoff="Best,", owner_name=store.owner_name, store_name=store.name).strip() + "\n"
+
+
+def compose(outbound: Outbound, *, from_address: str, from_name: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = formataddr((clean_header(from_name), clean_header(from_address)))
+    msg["To"] = Address(addr_spec=clean_header(outbound.recipient))
+    msg["Subject"] = clean_header(outbound.subject)
+    msg["Date"] = format_datetime(utcnow())
+    msg["Message-ID"] = clean_header(outbound.message_id)
+    if outbound.in_reply_to:
+        msg["In-Reply-To"] = f"<{clean_header(outbound.in_reply_to)}>"
+    if outbound.references:
+        msg["References"] = " ".join(f"<{clean_header(r)}>" for r in outbound.references)
+    if outbound.automatic:
+        msg["Auto-Submitted"] = "auto-replied"      # RFC 3834 §5
+        msg["X-Auto-Response-Suppress"] = "All"    # asks Exchange not to send OOF back
+    msg.set_content(outbound.body_text)
+    paragraphs = [p.splitlines() for p in re.split(r"\n\s*\n", outbound.body_text.strip()) if p.strip()]
+    msg.add_alternative(render("email/reply.html.j2", paragraphs=paragraphs), subtype="html")
+    return msg

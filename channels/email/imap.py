@@ -1,0 +1,188 @@
+"""IMAP adapter (imapclient): fetch raw mail by UID, set flags, and wait for new mail with IDLE.
+
+A thin edge: no database and no decisions. ``responder.jobs.poll_mailbox`` drives it: it asks
+for the mailbox state (UIDVALIDITY, UIDNEXT), fetches raw messages after the stored cursor with
+``BODY.PEEK[]`` (RFC 3501 §6.4.5: PEEK leaves ``\\Seen`` alone), and sets flags only after the
+rows are committed. Mail is never deleted or moved.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Callable, Iterator
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+
+log = logging.getLogger("deskhand.imap")
+
+# Keyword set on every original once its row is committed (RFC 3501 §2.3.2 keywords).
+STORED_KEYWORD = b"$Deskhand"
+ANSWERED = b"\\Answered"
+# Fetch at most this many bytes of one message; larger ones are stored truncated with a note.
+MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+IMAP_ERRORS = (IMAPClientError, OSError, socket.timeout, ssl.SSLError, EOFError)
+
+
+@dataclass(frozen=True)
+class FetchedMail:
+    uid: int
+    raw: bytes
+    internaldate: datetime | None
+    flags: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class MailboxState:
+    uidvalidity: int
+    uidnext: int
+    exists: int
+    keywords_allowed: bool
+
+
+class ImapMailbox:
+    def __init__(self, email_settings, *, timeout: float = 60.0):
+        self.cfg = email_settings
+        self.timeout = timeout
+        self.client: IMAPClient | None = None
+        self.state: MailboxState | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.cfg.username}@{self.cfg.imap_host}:{self.cfg.imap_port}/{self.cfg.mailbox}"
+
+    def connect(self) -> MailboxState:
+        context = None
+        if self.cfg.imap_ssl:
+            context = ssl.create_default_context()
+            if not self.cfg.tls_verify:
+                context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        client = IMAPClient(self.cfg.imap_host, port=self.cfg.imap_port, ssl=self.cfg.imap_ssl,
+                            ssl_context=context, timeout=self.timeout, use_uid=True)
+        client.normalise_times = False  # keep INTERNALDATE's zone: we store aware UTC
+        try:
+            client.login(self.cfg.username, self.cfg.password())
+            info = client.select_folder(self.cfg.mailbox, readonly=False)
+        except BaseException:
+            _quietly(client.logout)
+            raise
+        self.client = client
+        permanent = info.get(b"PERMANENTFLAGS", ())
+        self.state = MailboxState(uidvalidity=int(info[b"UIDVALIDITY"]),
+                                  uidnext=int(info.get(b"UIDNEXT", 0) or 0),
+                                  exists=int(info.get(b"EXISTS", 0)),
+                                  keywords_allowed=b"\\*" in permanent)
+        return self.state
+
+    def close(self) -> None:
+        if self.client is not None:
+            _quietly(self.client.logout)
+            self.client = None
+
+    def __enter__(self) -> "ImapMailbox":
+        self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def uids_after(self, last_uid: int) -> list[int]:
+        # "N:*" always matches the highest UID even when it is below N (RFC 3501 §6.4.8).
+        found = self.client.search(["UID", f"{last_uid + 1}:*"])
+        return sorted(uid for uid in found if uid > last_uid)
+
+    def uids_since(self, day: date) -> list[int]:
+        return sorted(self.client.search(["SINCE", day]))
+
+    def fetch(self, uids: list[int]) -> Iterator[FetchedMail]:
+        if not uids:
+            return
+        sizes = self.client.fetch(uids, [b"RFC822.SIZE"])
+        small = [u for u in uids if sizes.get(u, {}).get(b"RFC822.SIZE", 0) <= MAX_MESSAGE_BYTES]
+        big = [u for u in uids if u not in small and u in sizes]
+        rows = self.client.fetch(small, [b"BODY.PEEK[]", b"INTERNALDATE", b"FLAGS"]) if small else {}
+        if big:  # headers plus the first part only: recorded, never silently dropped
+            rows.update(self.client.fetch(big, [f"BODY.PEEK[]<0.{MAX_MESSAGE_BYTES}>".encode(),
+                                                b"INTERNALDATE", b"FLAGS"]))
+        for uid in uids:
+            data = rows.get(uid)
+            if data is None:  # expunged by someone else meanwhile
+                continue
+            raw = data.get(b"BODY[]") or data.get(b"BODY[]<0>") or b""
+            yield FetchedMail(uid, bytes(raw), data.get(b"INTERNALDATE"), tuple(data.get(b"FLAGS", ())))
+
+    def add_flags(self, uids: list[int], flags: list[bytes]) -> None:
+        if not uids:
+            return
+        if not self.state.keywords_allowed:
+            flags = [f for f in flags if f.startswith(b"\\")]
+        if flags:
+            self.client.add_flags(uids, flags)
+
+    def flags(self, uids: list[int]) -> dict[int, tuple[bytes, ...]]:
+        return {uid: tuple(d.get(b"FLAGS", ())) for uid, d in self.client.fetch(uids, [b"FLAGS"]).items()}
+
+
+class IdleWatcher(threading.Thread):
+    """Holds an IMAP IDLE connection (RFC 2177) and calls ``on_new_mail`` when mail arrives.
+
+    Re-issues IDLE every 9 minutes (servers drop idle clients after 30) and reconnects with
+    backoff after errors. The poll job still runs on its interval, so a broken IDLE only slows
+    replies down; it never loses mail.
+    """
+
+    def __init__(self, email_settings, on_new_mail: Callable[[], None]):
+        super().__init__(name="imap-idle", daemon=True)
+        self.cfg = email_settings
+        self.on_new_mail = on_new_mail
+        self.stopping = threading.Event()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def run(self) -> None:
+        backoff = 1.0
+        while not self.stopping.is_set():
+            try:
+                with ImapMailbox(self.cfg, timeout=30) as box:
+                    if not box.client.has_capability("IDLE"):
+                        log.info("the IMAP server has no IDLE; new mail is found by polling")
+                        return
+                    backoff = 1.0
+                    self._idle(box.client)
+            except IMAP_ERRORS as exc:
+                log.warning("IMAP IDLE connection lost (%s); reconnecting in %.0f s", exc, backoff)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 300)
+            except Exception:  # a bug here must not kill the thread: polling still works
+                log.exception("IMAP IDLE failed; reconnecting")
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 300)
+
+    def _idle(self, client: IMAPClient) -> None:
+        while not self.stopping.is_set():
+            client.idle()
+            started = time.monotonic()
+            news = False
+            try:
+                while not self.stopping.is_set() and time.monotonic() - started < 540:
+                    responses = client.idle_check(timeout=1)
+                    if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
+                        news = True
+                        break
+            finally:
+                client.idle_done()
+            if news:
+                self.on_new_mail()
+
+
+def _quietly(fn) -> None:
+    try:
+        fn()
+    except Exception:
+        pass

@@ -1,0 +1,144 @@
+"""The daemon: APScheduler jobs and the uvicorn web server on one asyncio loop.
+
+``python run.py`` lands here. Jobs: poll (IMAP, on an interval and whenever IDLE reports new
+mail), process (stored messages -> routed drafts) and send (the outbox). A job that finds work
+kicks the next one, so a reply goes out seconds after the mail lands. SIGTERM or Ctrl-C stops
+taking new work, lets the jobs in flight finish their current unit, and exits; anything not
+finished is still in the database in a state the next start picks up.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from datetime import datetime, timezone
+
+import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from channels.email.imap import IMAP_ERRORS, IdleWatcher
+from responder import jobs
+from responder.errors import ConfigError
+
+log = logging.getLogger("deskhand.daemon")
+
+
+class Worker:
+    """Runs one job function; a kick while it runs makes it run once more right after."""
+
+    def __init__(self, name: str, fn, on_work=None):
+        self.name, self.fn, self.on_work = name, fn, on_work
+        self.task: asyncio.Task | None = None
+        self.again = False
+
+    def kick(self) -> None:
+        if self.task and not self.task.done():
+            self.again = True
+            return
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
+
+    async def _run(self) -> None:
+        while True:
+            self.again = False
+            try:
+                did = await self.fn()
+            except ConfigError as exc:
+                log.error("%s: %s", self.name, exc)
+                did = 0
+            except IMAP_ERRORS as exc:
+                log.warning("%s: mailbox unreachable (%s); will retry", self.name, exc)
+                did = 0
+            except Exception:  # the daemon keeps running; the error is in the log
+                log.exception("%s job failed", self.name)
+                did = 0
+            if did and self.on_work:
+                self.on_work()
+            if not self.again:
+                return
+
+    async def wait(self) -> None:
+        if self.task:
+            with contextlib.suppress(Exception):
+                await self.task
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self):  # the daemon owns SIGTERM/SIGINT, not uvicorn
+        yield
+
+
+class Daemon:
+    def __init__(self, ctx: jobs.Context, app=None):
+        self.ctx = ctx
+        self.app = app
+        self.stop_event: asyncio.Event | None = None
+        self.idle: IdleWatcher | None = None
+        self.server: _Server | None = None
+        cfg = ctx.settings.email
+        self.send = Worker("send", lambda: jobs.send_email_outbox(ctx))
+        self.process = Worker("process", lambda: asyncio.to_thread(jobs.process_pending, ctx),
+                              on_work=self.send.kick)
+        self.poll = Worker("poll", lambda: asyncio.to_thread(jobs.poll_mailbox, ctx),
+                           on_work=self.process.kick) if cfg.imap_enabled else None
+
+    def stop(self) -> None:
+        log.info("stopping: finishing the work in flight")
+        self.ctx.stopping.set()
+        if self.stop_event:
+            self.stop_event.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.stop_event = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        self.describe()
+        scheduler = AsyncIOScheduler(timezone=timezone.utc)
+        now = datetime.now(timezone.utc)
+        workers = [w for w in (self.poll, self.process, self.send) if w]
+        if self.poll:
+            scheduler.add_job(self.poll.kick, "interval", seconds=self.ctx.settings.email.poll_interval_s,
+                              next_run_time=now, id="poll")
+            if self.ctx.settings.email.idle:
+                self.idle = IdleWatcher(self.ctx.settings.email,
+                                        lambda: loop.call_soon_threadsafe(self.poll.kick))
+                self.idle.start()
+        scheduler.add_job(self.process.kick, "interval", seconds=5, next_run_time=now, id="process")
+        scheduler.add_job(self.send.kick, "interval", seconds=10, next_run_time=now, id="send")
+        scheduler.start()
+        server_task = None
+        if self.app is not None:
+            web = self.ctx.settings.web
+            self.server = _Server(uvicorn.Config(self.app, host=web.host, port=web.port, log_level="warning",
+                                                 lifespan="off", access_log=False))
+            server_task = loop.create_task(self.server.serve(), name="web")
+        try:
+            await self.stop_event.wait()
+        finally:
+            scheduler.shutdown(wait=False)
+            if self.idle:
+                self.idle.stop()
+            if self.server:
+                self.server.should_exit = True
+            for worker in workers:
+                await worker.wait()
+            if server_task:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(server_task, timeout=10)
+            log.info("stopped")
+
+    def describe(self) -> None:
+        s = self.ctx.settings
+        log.info("Deskhand for %s: knowledge from %s, database %s, drafter %s", s.store.name, s.knowledge_dir,
+                 s.database_url.split("@")[-1], s.llm.provider)
+        if not s.email.imap_enabled:
+            log.info("email is off: set [email] imap_host and username in settings.toml and the "
+                     "password in $%s to answer a mailbox", s.email.password_env)
+        elif not s.email.smtp_enabled:
+            log.info("sending is off: set [email] smtp_host (and smtp_port, smtp_tls) to send replies; "
+                     "drafts are stored meanwhile")
+        if s.web.port:
+            log.info("web pages on http://%s:%d/", s.web.host, s.web.port)

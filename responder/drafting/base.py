@@ -1,0 +1,35 @@
+"""The drafting interface: a request in, a proposed reply with its confidence out."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Turn:
+    direction: str  # in | out
+    text: str
+
+
+@dataclass(frozen=True)
+class DraftRequest:
+    text: str            # the customer's new text (quoted history already removed)
+    subject: str = ""
+    channel: str = "email"
+    customer_name: str = ""
+    history: tuple[Turn, ...] = ()
+
+
+@dataclass
+class DraftResult:
+    reply: str                    # the body, without greeting or signature (the channel adds those)
+    confidence: float | None      # 0..1; None means unknown, which never auto-sends
+    sources: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # why confidence is low, in plain words
+    backend: str = ""
+
+
+class Drafter(Protocol):
+    name: str
+
+    def draft(self, request: DraftRequest) -> DraftResult: ...

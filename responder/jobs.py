@@ -1,0 +1,224 @@
+"""The daemon's jobs: poll the mailbox, process stored messages, send the outbox.
+
+Each job is one pass that does what is due and returns how much it did, so the scheduler can
+run it on an interval, a kick (IDLE push, new work) can run it at once, and tests can run it
+"until idle" (Mailman's ``make_testable_runner``). Each unit of work has its own transaction.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlmodel import col, or_, select
+
+from channels.base import Outbound
+from channels.email.imap import ANSWERED, STORED_KEYWORD, ImapMailbox
+from channels.email.smtp import SmtpSender
+from responder import outbox
+from responder.clock import as_utc, utcnow
+from responder.db import Database, claim
+from responder.errors import PermanentError, TransientError
+from responder.intake import store_inbound_email
+from responder.models import Draft, MailboxCursor, Message, MessageStatus, Outbox, OutboxStatus
+from responder.pipeline import process_email
+
+log = logging.getLogger("deskhand.jobs")
+PROCESS_BACKOFF = [timedelta(seconds=s) for s in (10, 60, 300)]
+
+
+@dataclass
+class Context:
+    settings: object
+    db: Database
+    drafter: object
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+
+# --- poll -------------------------------------------------------------------------------------
+
+def poll_mailbox(ctx: Context) -> int:
+    """Fetch mail newer than the cursor, store it, then flag the originals. Returns rows stored."""
+    cfg = ctx.settings.email
+    stored = 0
+    with ImapMailbox(cfg) as box:
+        cursor = _cursor(ctx, box)
+        uids = box.uids_after(cursor.last_uid)
+        for start in range(0, len(uids), cfg.fetch_batch):
+            if ctx.stopping.is_set():
+                break
+            batch = uids[start:start + cfg.fetch_batch]
+            new_uids = _store_batch(ctx, box, batch)
+            stored += len(new_uids)
+            _flag(ctx, box, new_uids, [STORED_KEYWORD], "imap_flagged")
+        _sync_flags(ctx, box)
+    return stored
+
+
+def _cursor(ctx: Context, box: ImapMailbox) -> MailboxCursor:
+    state = box.state
+    with ctx.db.transaction() as session:
+        cursor = session.exec(select(MailboxCursor).where(MailboxCursor.mailbox == box.key)).first()
+        if cursor is None:
+            # First start: only mail newer than now (or the configured backlog) is answered.
+            days = ctx.settings.email.answer_backlog_days
+            since = utcnow() - timedelta(days=days)
+            last_uid = max(state.uidnext - 1, 0)
+            if days:
+                found = box.uids_since(since.date())
+                last_uid = min(found) - 1 if found else last_uid
+            cursor = MailboxCursor(mailbox=box.key, uidvalidity=state.uidvalidity, last_uid=last_uid,
+                                   since=since)
+            session.add(cursor)
+            log.info("watching %s from UID %d on (mail before %s is left alone)", box.key, last_uid + 1,
+                     since.strftime("%Y-%m-%d %H:%M UTC"))
+        elif cursor.uidvalidity != state.uidvalidity:
+            # RFC 3501 §2.3.1.1: old UIDs mean nothing now. Re-read everything; Message-IDs
+            # already stored and mail older than the cut-off are skipped, so nothing is re-answered.
+            log.warning("UIDVALIDITY of %s changed (%d -> %d): full resync", box.key, cursor.uidvalidity,
+                        state.uidvalidity)
+            cursor.uidvalidity, cursor.last_uid, cursor.updated_at = state.uidvalidity, 0, utcnow()
+        return cursor
+
+
+def _store_batch(ctx: Context, box: ImapMailbox, batch: list[int]) -> list[int]:
+    mails = list(box.fetch(batch))
+    stored: list[int] = []
+    with ctx.db.transaction() as session:
+        cursor = session.exec(select(MailboxCursor).where(MailboxCursor.mailbox == box.key)).one()
+        for mail in mails:
+            if mail.internaldate and as_utc(mail.internaldate) < cursor.since - timedelta(minutes=1):
+                continue  # older than the cut-off: reached only through a resync
+            row = store_inbound_email(session=session, raw=mail.raw, mailbox=box.key,
+                                      uidvalidity=box.state.uidvalidity, uid=mail.uid,
+                                      received_at=mail.internaldate)
+            if row is not None:
+                stored.append(mail.uid)
+        cursor.last_uid = max(cursor.last_uid, max(batch))
+        cursor.updated_at = utcnow()
+    if stored:
+        log.info("stored %d new message(s) from %s", len(stored), box.key)
+    return stored
+
+
+def _flag(ctx: Context, box: ImapMailbox, uids: list[int], flags: list[bytes], column: str) -> None:
+    """Set flags on the originals, then remember that they are set (rows are already committed)."""
+    if not uids:
+        return
+    box.add_flags(uids, flags)
+    with ctx.db.transaction() as session:
+        rows = session.exec(select(Message).where(Message.mailbox == box.key,
+                                                  Message.uidvalidity == box.state.uidvalidity,
+                                                  col(Message.uid).in_(uids))).all()
+        for row in rows:
+            setattr(row, column, True)
+
+
+def _sync_flags(ctx: Context, box: ImapMailbox) -> None:
+    """Catch up flags a crash left unset, and mark answered originals ``\\Answered``."""
+    with ctx.db.transaction() as session:
+        base = select(Message.uid).where(Message.mailbox == box.key, Message.direction == "in",
+                                         Message.uidvalidity == box.state.uidvalidity)
+        unflagged = session.exec(base.where(Message.imap_flagged == False).limit(500)).all()  # noqa: E712
+        answered = session.exec(
+            base.join(Draft, Draft.message_id == Message.id).join(Outbox, Outbox.draft_id == Draft.id)
+            .where(Message.imap_answered == False, Outbox.status == OutboxStatus.SENT)  # noqa: E712
+            .limit(500)).all()
+    _flag(ctx, box, list(unflagged), [STORED_KEYWORD], "imap_flagged")
+    _flag(ctx, box, list(answered), [ANSWERED], "imap_answered")
+
+
+# --- process ----------------------------------------------------------------------------------
+
+def process_pending(ctx: Context, limit: int = 100) -> int:
+    """Route stored messages one transaction each; failures are retried, then quarantined."""
+    done = 0
+    while done < limit and not ctx.stopping.is_set():
+        failed_id, error = None, ""
+        with ctx.db.transaction() as session:
+            rows = claim(select(Message).where(
+                Message.direction == "in", Message.status == MessageStatus.RECEIVED,
+                or_(col(Message.next_attempt_at).is_(None), Message.next_attempt_at <= utcnow()))
+                .order_by(col(Message.id)), session, 1)
+            if not rows:
+                return done
+            message = rows[0]
+            try:
+                with session.begin_nested():
+                    process_email(session=session, message=message, settings=ctx.settings,
+                                  drafter=ctx.drafter)
+            except Exception as exc:
+                failed_id, error = message.id, f"{type(exc).__name__}: {exc}"
+                log.exception("processing message %s failed", message.id)
+                _record_failure(session, message, error, ctx.settings.email.max_process_attempts)
+        done += 1
+    return done
+
+
+def _record_failure(session, message: Message, error: str, max_attempts: int) -> None:
+    message.attempts += 1
+    message.last_error = error[:2000]
+    if message.attempts >= max_attempts:
+        message.status = MessageStatus.QUARANTINED
+        log.error("message %s quarantined after %d attempts: %s", message.id, message.attempts, error)
+    else:
+        message.next_attempt_at = utcnow() + PROCESS_BACKOFF[min(message.attempts - 1, 2)]
+
+
+# --- send -------------------------------------------------------------------------------------
+
+def claim_outbound(ctx: Context, channel: str, limit: int = 50) -> list[Outbound]:
+    with ctx.db.transaction() as session:
+        outbox.expire_leases(session=session)
+        rows = outbox.claim_due(session=session, channel=channel, limit=limit)
+        return [Outbound(outbox_id=r.id, recipient=r.recipient, subject=r.subject, body_text=r.body_text,
+                         message_id=r.message_id, in_reply_to=r.in_reply_to,
+                         references=tuple(r.references or ()), automatic=r.automatic) for r in rows]
+
+
+def record_result(ctx: Context, item: Outbound, *, provider_id: str | None = None,
+                  error: Exception | None = None) -> None:
+    with ctx.db.transaction() as session:
+        if error is None:
+            outbox.mark_sent(session=session, outbox_id=item.outbox_id, provider_id=provider_id or "")
+            return
+        status = outbox.mark_failed(session=session, outbox_id=item.outbox_id, error=str(error),
+                                    permanent=isinstance(error, PermanentError))
+    log.warning("reply %s to %s: %s (%s)", item.outbox_id, item.recipient, status, error)
+
+
+def release_outbound(ctx: Context, items: list[Outbound]) -> None:
+    with ctx.db.transaction() as session:
+        for item in items:
+            outbox.release(session=session, outbox_id=item.outbox_id)
+
+
+async def send_email_outbox(ctx: Context, limit: int = 50) -> int:
+    """Send due email replies over one SMTP connection. Returns how many were tried."""
+    settings = ctx.settings
+    if not settings.email.smtp_enabled:
+        return 0
+    items = await asyncio.to_thread(claim_outbound, ctx, "email", limit)
+    if not items:
+        return 0
+    pending = list(items)
+    try:
+        async with SmtpSender(settings.email, from_name=settings.store.name) as sender:
+            while pending and not ctx.stopping.is_set():
+                item = pending.pop(0)
+                try:
+                    receipt = await sender.send(item)
+                except (TransientError, PermanentError) as exc:
+                    await asyncio.to_thread(record_result, ctx, item, error=exc)
+                    continue
+                await asyncio.to_thread(record_result, ctx, item, provider_id=receipt.provider_id)
+    except TransientError as exc:  # could not connect: every claimed row is retried later
+        for item in pending:
+            await asyncio.to_thread(record_result, ctx, item, error=exc)
+        pending = []
+    finally:
+        if pending:  # stopping: never handed to SMTP, so they go back to the queue
+            await asyncio.to_thread(release_outbound, ctx, pending)
+    return len(items)

@@ -1,0 +1,164 @@
+"""All tables, in one module (the FastAPI template's layout).
+
+A "queue" here is a status column plus an index, not a separate mechanism:
+- ``message.status``: received -> processed, or quarantined after N failed attempts;
+- ``draft.route``: auto | review | handoff | ignore (why: ``draft.reasons``);
+- ``outbox.status``: queued -> sending -> sent, or retry / failed / unknown.
+
+Unique constraints make intake idempotent: one row per (channel, provider id), one per IMAP
+(mailbox, UIDVALIDITY, UID), one draft per inbound message and one outbox row per draft.
+Timestamps are aware UTC datetimes (see ``responder.clock``).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Optional
+
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from responder.clock import utcnow
+
+
+class MessageStatus:
+    RECEIVED = "received"        # stored raw, waiting to be processed
+    PROCESSED = "processed"      # has exactly one draft with a route
+    QUARANTINED = "quarantined"  # failed max_process_attempts times; reason in last_error
+
+
+class Route:
+    AUTO = "auto"        # send now
+    REVIEW = "review"    # approval queue
+    HANDOFF = "handoff"  # needs the owner
+    IGNORE = "ignore"    # no reply; reasons say why
+    ALL = (AUTO, REVIEW, HANDOFF, IGNORE)
+
+
+class DraftStatus:
+    QUEUED = "queued"      # auto: handed to the outbox
+    PENDING = "pending"    # waiting for the owner
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    CLOSED = "closed"      # ignore: nothing to do
+
+
+class OutboxStatus:
+    QUEUED = "queued"
+    SENDING = "sending"  # handed to the channel; a crash here leaves it for `unknown`
+    SENT = "sent"
+    RETRY = "retry"      # transient failure; next_attempt_at says when
+    FAILED = "failed"    # permanent failure or out of attempts; shown to the owner
+    UNKNOWN = "unknown"  # crashed while sending: may or may not have gone out; never re-sent
+
+
+class Customer(SQLModel, table=True):
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Identity(SQLModel, table=True):
+    """One way to reach a customer: an email address, a phone number, a WhatsApp number."""
+    __table_args__ = (UniqueConstraint("kind", "value", name="uq_identity_kind_value"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    kind: str = Field(max_length=16)  # email | phone | whatsapp
+    value: str = Field(max_length=320)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Thread(SQLModel, table=True):
+    id: Optional[int] = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    channel: str = Field(max_length=16)
+    subject: str = ""
+    subject_key: str = Field(default="", index=True)  # normalized subject, for the fallback
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Message(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("channel", "provider_id", name="uq_message_provider"),
+        UniqueConstraint("mailbox", "uidvalidity", "uid", name="uq_message_imap_uid"),
+        Index("ix_message_status_next", "status", "next_attempt_at"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=16)  # email | sms | whatsapp
+    direction: str = Field(max_length=3)  # in | out
+    provider_id: str = Field(max_length=998)  # Message-ID, or a content hash when it has none
+    thread_id: Optional[int] = Field(default=None, foreign_key="thread.id", index=True)
+    customer_id: Optional[int] = Field(default=None, foreign_key="customer.id", index=True)
+    # IMAP origin (email only): which mailbox, UIDVALIDITY and UID it came from.
+    mailbox: Optional[str] = Field(default=None, max_length=512)
+    uidvalidity: Optional[int] = Field(default=None, sa_column=Column(BigInteger))  # 32-bit unsigned
+    uid: Optional[int] = Field(default=None, sa_column=Column(BigInteger))
+    imap_flagged: bool = False   # our keyword set on the original after the row was committed
+    imap_answered: bool = False  # \Answered set on the original after the reply went out
+    sender: str = ""
+    recipient: str = ""
+    subject: str = ""
+    raw: Optional[bytes] = Field(default=None, sa_column=Column(LargeBinary))
+    text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    new_text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    in_reply_to: Optional[str] = Field(default=None, max_length=998)
+    references: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    attachments: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    received_at: datetime = Field(default_factory=utcnow)
+    status: str = Field(default=MessageStatus.RECEIVED, max_length=16)
+    attempts: int = 0
+    next_attempt_at: Optional[datetime] = None
+    last_error: Optional[str] = Field(default=None, sa_column=Column(Text))
+    processed_at: Optional[datetime] = None
+
+
+class Draft(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("message_id", name="uq_draft_message"),
+                      Index("ix_draft_route_status", "route", "status"))
+    id: Optional[int] = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="message.id")
+    thread_id: Optional[int] = Field(default=None, foreign_key="thread.id", index=True)
+    route: str = Field(max_length=16)
+    status: str = Field(max_length=16)
+    text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    confidence: Optional[float] = None
+    reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    sources: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    backend: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    decided_at: Optional[datetime] = None
+
+
+class Outbox(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("draft_id", name="uq_outbox_draft"),
+                      Index("ix_outbox_status_next", "status", "next_attempt_at"))
+    id: Optional[int] = Field(default=None, primary_key=True)
+    draft_id: int = Field(foreign_key="draft.id")
+    thread_id: Optional[int] = Field(default=None, foreign_key="thread.id")
+    channel: str = Field(max_length=16)
+    recipient: str = Field(max_length=320)
+    subject: str = ""
+    body_text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    in_reply_to: Optional[str] = Field(default=None, max_length=998)
+    references: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    message_id: str = Field(max_length=998)  # our own Message-ID, fixed before the first try
+    automatic: bool = True  # sent without the owner: carries Auto-Submitted (RFC 3834)
+    status: str = Field(default=OutboxStatus.QUEUED, max_length=16)
+    attempts: int = 0
+    next_attempt_at: Optional[datetime] = None
+    last_error: Optional[str] = Field(default=None, sa_column=Column(Text))
+    provider_id: Optional[str] = Field(default=None, max_length=998)
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: Optional[datetime] = None
+
+
+class MailboxCursor(SQLModel, table=True):
+    """Where IMAP intake stands in one mailbox: RFC 3501 UIDs are only stable per UIDVALIDITY."""
+    __table_args__ = (UniqueConstraint("mailbox", name="uq_cursor_mailbox"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    mailbox: str = Field(max_length=512)  # user@host:port/folder
+    uidvalidity: int = Field(sa_column=Column(BigInteger, nullable=False))
+    last_uid: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    # Mail received before this instant is never answered (first-start cut-off).
+    since: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)

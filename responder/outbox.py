@@ -1,0 +1,107 @@
+"""The outbox: every reply is sent at most once, and every failure is a row the owner can see.
+
+Runs after routing (``enqueue``) and in the send job (``claim_due`` / ``mark_*``). A row moves
+queued -> sending -> sent. Before a row is handed to a channel it is committed as ``sending``
+with a lease; if the process dies before the result is recorded, the lease runs out and the row
+becomes ``unknown`` (shown to the owner), never silently re-sent. Transient errors go to
+``retry`` with exponential backoff; permanent ones, or running out of attempts, to ``failed``.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, col, func, or_, select
+
+from responder.clock import utcnow
+from responder.db import claim
+from responder.models import Message, Outbox, OutboxStatus, Thread
+
+SEND_LEASE = timedelta(minutes=5)
+MAX_ATTEMPTS = 8
+BACKOFF = [timedelta(seconds=s) for s in (30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600)]
+
+
+def enqueue(*, session: Session, draft_id: int, thread_id: int | None, channel: str, recipient: str,
+            subject: str, body_text: str, message_id: str, in_reply_to: str | None = None,
+            references: list[str] | None = None, automatic: bool = True) -> Outbox:
+    row = Outbox(draft_id=draft_id, thread_id=thread_id, channel=channel, recipient=recipient,
+                 subject=subject, body_text=body_text, message_id=message_id, in_reply_to=in_reply_to,
+                 references=references or [], automatic=automatic, next_attempt_at=utcnow())
+    session.add(row)
+    session.flush()
+    return row
+
+
+def claim_due(*, session: Session, channel: str, limit: int = 50) -> list[Outbox]:
+    """Rows ready to send, marked ``sending`` under a lease; commit before delivering."""
+    now = utcnow()
+    query = (select(Outbox)
+             .where(Outbox.channel == channel,
+                    col(Outbox.status).in_([OutboxStatus.QUEUED, OutboxStatus.RETRY]),
+                    or_(col(Outbox.next_attempt_at).is_(None), Outbox.next_attempt_at <= now))
+             .order_by(col(Outbox.id)))
+    rows = claim(query, session, limit)
+    for row in rows:
+        row.status = OutboxStatus.SENDING
+        row.attempts += 1
+        row.next_attempt_at = now + SEND_LEASE
+    session.flush()
+    return list(rows)
+
+
+def mark_sent(*, session: Session, outbox_id: int, provider_id: str) -> None:
+    row = session.get(Outbox, outbox_id)
+    row.status, row.provider_id, row.sent_at, row.last_error = OutboxStatus.SENT, provider_id, utcnow(), None
+    row.next_attempt_at = None
+    # The reply becomes part of the thread: history for the drafter, threading for the next mail.
+    thread = session.get(Thread, row.thread_id) if row.thread_id else None
+    session.add(Message(channel=row.channel, direction="out", provider_id=_bare(row.message_id),
+                        thread_id=row.thread_id, customer_id=thread.customer_id if thread else None, recipient=row.recipient, subject=row.subject,
+                        text=row.body_text, new_text=row.body_text, in_reply_to=row.in_reply_to,
+                        references=row.references, status="processed", processed_at=row.sent_at))
+
+
+def mark_failed(*, session: Session, outbox_id: int, error: str, permanent: bool) -> str:
+    """Record a failed try; returns the new status (retry or failed)."""
+    row = session.get(Outbox, outbox_id)
+    row.last_error = error[:2000]
+    if permanent or row.attempts >= MAX_ATTEMPTS:
+        row.status, row.next_attempt_at = OutboxStatus.FAILED, None
+    else:
+        row.status = OutboxStatus.RETRY
+        row.next_attempt_at = utcnow() + BACKOFF[min(row.attempts - 1, len(BACKOFF) - 1)]
+    return row.status
+
+
+def release(*, session: Session, outbox_id: int) -> None:
+    """Give back a claimed row that was never handed to the channel (e.g. on shutdown)."""
+    row = session.get(Outbox, outbox_id)
+    if row and row.status == OutboxStatus.SENDING:
+        row.status, row.attempts, row.next_attempt_at = OutboxStatus.QUEUED, max(0, row.attempts - 1), utcnow()
+
+
+def expire_leases(*, session: Session) -> int:
+    """``sending`` rows whose lease ran out: the process died mid-send. Never re-sent."""
+    rows = session.exec(select(Outbox).where(Outbox.status == OutboxStatus.SENDING,
+                                             Outbox.next_attempt_at < utcnow())).all()
+    for row in rows:
+        row.status, row.next_attempt_at = OutboxStatus.UNKNOWN, None
+        row.last_error = "interrupted while sending: it may or may not have gone out; check before resending"
+    return len(rows)
+
+
+def automatic_sent_since(*, session: Session, since: datetime, thread_id: int | None = None,
+                         recipient: str | None = None) -> int:
+    """Automatic replies queued or sent since ``since`` (the per-day caps count these)."""
+    query = select(func.count()).select_from(Outbox).where(
+        Outbox.automatic == True, Outbox.created_at >= since,  # noqa: E712
+        col(Outbox.status).not_in([OutboxStatus.FAILED]))
+    if thread_id is not None:
+        query = query.where(Outbox.thread_id == thread_id)
+    if recipient is not None:
+        query = query.where(Outbox.recipient == recipient)
+    return session.exec(query).one()
+
+
+def _bare(message_id: str) -> str:
+    return message_id.strip().strip("<>")

@@ -1,0 +1,112 @@
+"""Routing: an ordered table of checks decides where a processed message goes.
+
+Runs last in the pipeline, after drafting. Each rule looks at the facts gathered so far and
+returns a plain-words reason or ``None`` (Mailman's rules and chain). The first rule that hits
+decides the route; every rule that hit is kept as a reason on the draft, so the owner reads
+*why* ("automated mail: Auto-Submitted: auto-replied", "4 automatic replies in this thread
+today (cap 4)"). A message no rule holds back is sent automatically.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+from responder.drafting.base import DraftResult
+from responder.models import Route
+
+HUMAN_REQUEST = re.compile(
+    r"\b(speak|talk|chat)\s+(to|with)\s+(a\s+|an\s+|the\s+|someone|somebody|real|actual)"
+    r"|\b(real|actual|live)\s+(person|human|people)\b|\bhuman\s+being\b"
+    r"|\b(a|an)\s+(human|person|agent|representative|manager)\b(?!\s+(?:error|resources))"
+    r"|\bcall\s+me\b|\bthe\s+owner\b", re.I)
+
+
+@dataclass
+class RouteFacts:
+    channel: str
+    text: str
+    automated: str | None = None            # reason from the RFC 3834 checks
+    draft: DraftResult | None = None
+    thread_auto_today: int = 0
+    sender_auto_today: int = 0
+    thread_cap: int = 4
+    sender_cap: int = 8
+    auto_send_enabled: bool = True
+    threshold: float = 0.75
+
+
+@dataclass
+class Decision:
+    route: str
+    reasons: list[str] = field(default_factory=list)
+
+
+Rule = Callable[[RouteFacts], "str | None"]
+
+
+def is_automated(f: RouteFacts) -> str | None:
+    return f"automated mail: {f.automated}" if f.automated else None
+
+
+def is_empty(f: RouteFacts) -> str | None:
+    return None if f.text.strip() else "the message has no text to answer"
+
+
+def wants_human(f: RouteFacts) -> str | None:
+    return "the customer asked for a person" if HUMAN_REQUEST.search(f.text) else None
+
+
+def thread_cap_reached(f: RouteFacts) -> str | None:
+    if f.thread_auto_today >= f.thread_cap:
+        return f"{f.thread_auto_today} automatic replies in this thread today (cap {f.thread_cap})"
+    return None
+
+
+def sender_cap_reached(f: RouteFacts) -> str | None:
+    if f.sender_auto_today >= f.sender_cap:
+        return f"{f.sender_auto_today} automatic replies to this sender today (cap {f.sender_cap})"
+    return None
+
+
+def no_draft(f: RouteFacts) -> str | None:
+    if f.draft is None or not f.draft.reply.strip():
+        why = "; ".join(f.draft.reasons) if f.draft and f.draft.reasons else "no answer drafted"
+        return f"no answer from the knowledge ({why})"
+    return None
+
+
+def low_confidence(f: RouteFacts) -> str | None:
+    confidence = f.draft.confidence if f.draft else None
+    if confidence is None:
+        return "confidence unknown"
+    if confidence < f.threshold:
+        return f"confidence {confidence:.2f} is below the auto-send threshold {f.threshold:.2f}"
+    return None
+
+
+def auto_send_off(f: RouteFacts) -> str | None:
+    return None if f.auto_send_enabled else f"automatic sending is off for {f.channel}"
+
+
+# (rule, route when it hits). Order matters: the first hit decides.
+RULES: list[tuple[Rule, str]] = [
+    (is_automated, Route.IGNORE),
+    (wants_human, Route.HANDOFF),
+    (is_empty, Route.REVIEW),
+    (thread_cap_reached, Route.REVIEW),
+    (sender_cap_reached, Route.REVIEW),
+    (no_draft, Route.REVIEW),
+    (low_confidence, Route.REVIEW),
+    (auto_send_off, Route.REVIEW),
+]
+
+
+def decide(facts: RouteFacts) -> Decision:
+    """The route and every reason that held the message back (the first decides)."""
+    hits = [(route, reason) for rule, route in RULES if (reason := rule(facts))]
+    if not hits:
+        return Decision(Route.AUTO)
+    if hits[0][0] == Route.IGNORE:
+        return Decision(Route.IGNORE, [hits[0][1]])
+    return Decision(hits[0][0], [reason for _, reason in hits])

@@ -1,0 +1,223 @@
+"""Settings: one typed object loaded from ``settings.toml`` and the environment.
+
+Read once at start-up by ``run.py``; everything else receives the object. Relative paths in the
+file resolve against the file's folder. Secrets never live in the file: it names the environment
+variable that holds each one (``password_env = "DESKHAND_IMAP_PASSWORD"``). Any value can also be
+overridden from the environment as ``DESKHAND_<SECTION>__<KEY>`` (e.g. ``DESKHAND_EMAIL__IMAP_HOST``).
+
+A bad or missing setting raises :class:`ConfigError` with one sentence that names the key.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from responder.errors import ConfigError
+
+# Values that people paste from examples instead of a real secret.
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "password", "secret", "xxx", "your-password",
+                       "your_password", "<password>", "app-password-here"}
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StoreSettings(Section):
+    name: str = "Wick & Willow Candle Co."
+    owner_name: str = "Maya"
+    support_email: str = "hello@wickandwillow.example"
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'Europe/London')")
+        return value
+
+
+class KnowledgeSettings(Section):
+    dir: Path = Path("knowledge")
+
+
+class DatabaseSettings(Section):
+    # Empty means a SQLite file in data_dir.
+    url: str = ""
+    data_dir: Path = Path("data")
+
+
+class LLMSettings(Section):
+    provider: Literal["offline", "openai"] = "offline"
+    model: str = "gpt-4o-mini"
+    base_url: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+
+
+class EmailSettings(Section):
+    imap_host: str = ""
+    imap_port: int = Field(993, ge=1, le=65535)
+    imap_ssl: bool = True
+    username: str = ""
+    password_env: str = "DESKHAND_IMAP_PASSWORD"
+    mailbox: str = "INBOX"
+    smtp_host: str = ""
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_tls: Literal["starttls", "ssl", False] = "starttls"
+    # SMTP login; empty smtp_username means "same as username", smtp_password_env likewise.
+    smtp_username: str = ""
+    smtp_password_env: str = ""
+    from_address: str = ""
+    poll_interval_s: float = Field(60.0, gt=0)
+    idle: bool = True
+    # First start: answer mail received this many days before the start (0 = only new mail).
+    answer_backlog_days: int = Field(0, ge=0)
+    fetch_batch: int = Field(50, ge=1, le=1000)
+    max_process_attempts: int = Field(3, ge=1)
+    max_auto_replies_per_thread_per_day: int = Field(4, ge=0)
+    max_auto_replies_per_sender_per_day: int = Field(8, ge=0)
+    # Skip TLS certificate checks (self-signed test servers only).
+    tls_verify: bool = True
+
+    @field_validator("smtp_tls", mode="before")
+    @classmethod
+    def _tls_mode(cls, value: Any) -> Any:
+        if value in (False, "false", "none", "off", "", None):
+            return False
+        return value
+
+    @property
+    def imap_enabled(self) -> bool:
+        return bool(self.imap_host and self.username)
+
+    @property
+    def smtp_enabled(self) -> bool:
+        return bool(self.smtp_host)
+
+    def password(self) -> str:
+        return _secret(self.password_env, "[email] password_env")
+
+    def smtp_credentials(self) -> tuple[str, str] | None:
+        user = self.smtp_username or self.username
+        env = self.smtp_password_env or self.password_env
+        if not user or not os.environ.get(env):
+            return None
+        return user, _secret(env, "[email] smtp_password_env" if self.smtp_password_env else "[email] password_env")
+
+
+class RoutingSettings(Section):
+    auto_send_threshold: float = Field(0.75, ge=0, le=1)
+    auto_send_email: bool = True
+
+
+class WebSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8025, ge=0, le=65535)
+
+
+class LogSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DESKHAND_", env_nested_delimiter="__", extra="forbid")
+
+    store: StoreSettings = StoreSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    llm: LLMSettings = LLMSettings()
+    email: EmailSettings = EmailSettings()
+    routing: RoutingSettings = RoutingSettings()
+    web: WebSettings = WebSettings()
+    log: LogSettings = LogSettings()
+    # Folder of the settings file: the base of every relative path.
+    base_dir: Path = Path(".")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource):
+        # The environment wins over the file, so a deployment can override one key.
+        return env_settings, init_settings
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{self.data_dir / 'deskhand.sqlite3'}"
+
+    @property
+    def data_dir(self) -> Path:
+        return _resolve(self.base_dir, self.database.data_dir)
+
+    @property
+    def knowledge_dir(self) -> Path:
+        return _resolve(self.base_dir, self.knowledge.dir)
+
+    @property
+    def reply_address(self) -> str:
+        return self.email.from_address or self.store.support_email
+
+    @property
+    def own_addresses(self) -> set[str]:
+        found = {self.store.support_email, self.email.from_address, self.email.username}
+        return {a.strip().lower() for a in found if a and "@" in a}
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.store.timezone)
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read the settings file (default ``./settings.toml``) and the environment."""
+    file = Path(path) if path else Path("settings.toml")
+    data: dict[str, Any] = {}
+    if file.exists():
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{file} is not valid TOML: {exc}.") from None
+    elif path is not None:
+        raise ConfigError(f"The settings file {file} does not exist.")
+    for key, value in overrides.items():
+        section, _, name = key.partition("__")
+        data.setdefault(section, {})[name] = value
+    data["base_dir"] = file.resolve().parent
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_explain(file, exc)) from None
+
+
+def _explain(file: Path, exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    key = f"[{loc[0]}] {'.'.join(loc[1:])}" if len(loc) > 1 else loc[0] if loc else "?"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "is not a known setting (check the spelling)"
+    elif "input" in err and err["type"] != "missing":
+        msg = f"{msg[0].lower()}{msg[1:]} (got {err['input']!r})"
+    return f"{file.name}: {key} {msg}."
+
+
+def _secret(env_name: str, key: str) -> str:
+    value = os.environ.get(env_name, "")
+    if value.strip().lower() in PLACEHOLDER_SECRETS:
+        why = "is not set" if not value else "holds a placeholder, not a real secret"
+        raise ConfigError(f"The environment variable {env_name} named by {key} {why}.")
+    return value
+
+
+def _resolve(base: Path, path: Path) -> Path:
+    return path if path.is_absolute() else (base / path).resolve()
