@@ -38,6 +38,10 @@ class Worker:
             return
         self.task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
 
+    async def tick(self) -> None:
+        """The scheduler's entry: a coroutine, so APScheduler runs it on the event loop."""
+        self.kick()
+
     async def _run(self) -> None:
         while True:
             self.again = False
@@ -100,14 +104,14 @@ class Daemon:
         now = datetime.now(timezone.utc)
         workers = [w for w in (self.poll, self.process, self.send) if w]
         if self.poll:
-            scheduler.add_job(self.poll.kick, "interval", seconds=self.ctx.settings.email.poll_interval_s,
+            scheduler.add_job(self.poll.tick, "interval", seconds=self.ctx.settings.email.poll_interval_s,
                               next_run_time=now, id="poll")
             if self.ctx.settings.email.idle:
                 self.idle = IdleWatcher(self.ctx.settings.email,
                                         lambda: loop.call_soon_threadsafe(self.poll.kick))
                 self.idle.start()
-        scheduler.add_job(self.process.kick, "interval", seconds=5, next_run_time=now, id="process")
-        scheduler.add_job(self.send.kick, "interval", seconds=10, next_run_time=now, id="send")
+        scheduler.add_job(self.process.tick, "interval", seconds=5, next_run_time=now, id="process")
+        scheduler.add_job(self.send.tick, "interval", seconds=10, next_run_time=now, id="send")
         scheduler.start()
         server_task = None
         if self.app is not None:

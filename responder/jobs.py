@@ -169,13 +169,20 @@ def _record_failure(session, message: Message, error: str, max_attempts: int) ->
 
 # --- send -------------------------------------------------------------------------------------
 
-def claim_outbound(ctx: Context, channel: str, limit: int = 50) -> list[Outbound]:
+def claim_outbound(ctx: Context, channel: str) -> Outbound | None:
     with ctx.db.transaction() as session:
         outbox.expire_leases(session=session)
-        rows = outbox.claim_due(session=session, channel=channel, limit=limit)
-        return [Outbound(outbox_id=r.id, recipient=r.recipient, subject=r.subject, body_text=r.body_text,
-                         message_id=r.message_id, in_reply_to=r.in_reply_to,
-                         references=tuple(r.references or ()), automatic=r.automatic) for r in rows]
+        row = outbox.claim_next(session=session, channel=channel)
+        if row is None:
+            return None
+        return Outbound(outbox_id=row.id, recipient=row.recipient, subject=row.subject,
+                        body_text=row.body_text, message_id=row.message_id, in_reply_to=row.in_reply_to,
+                        references=tuple(row.references or ()), automatic=row.automatic)
+
+
+def has_outbound(ctx: Context, channel: str) -> bool:
+    with ctx.db.transaction() as session:
+        return outbox.has_due(session=session, channel=channel)
 
 
 def record_result(ctx: Context, item: Outbound, *, provider_id: str | None = None,
@@ -189,36 +196,31 @@ def record_result(ctx: Context, item: Outbound, *, provider_id: str | None = Non
     log.warning("reply %s to %s: %s (%s)", item.outbox_id, item.recipient, status, error)
 
 
-def release_outbound(ctx: Context, items: list[Outbound]) -> None:
-    with ctx.db.transaction() as session:
-        for item in items:
-            outbox.release(session=session, outbox_id=item.outbox_id)
+async def send_email_outbox(ctx: Context, limit: int = 200) -> int:
+    """Send due email replies over one SMTP connection. Returns how many were tried.
 
-
-async def send_email_outbox(ctx: Context, limit: int = 50) -> int:
-    """Send due email replies over one SMTP connection. Returns how many were tried."""
+    Rows are claimed one at a time just before they are handed to SMTP; if connecting fails,
+    nothing was claimed and the queue is simply tried again on the next run.
+    """
     settings = ctx.settings
-    if not settings.email.smtp_enabled:
+    if not settings.email.smtp_enabled or not await asyncio.to_thread(has_outbound, ctx, "email"):
         return 0
-    items = await asyncio.to_thread(claim_outbound, ctx, "email", limit)
-    if not items:
-        return 0
-    pending = list(items)
+    tried = 0
     try:
         async with SmtpSender(settings.email, from_name=settings.store.name) as sender:
-            while pending and not ctx.stopping.is_set():
-                item = pending.pop(0)
+            while tried < limit and not ctx.stopping.is_set():
+                item = await asyncio.to_thread(claim_outbound, ctx, "email")
+                if item is None:
+                    break
+                tried += 1
                 try:
                     receipt = await sender.send(item)
                 except (TransientError, PermanentError) as exc:
                     await asyncio.to_thread(record_result, ctx, item, error=exc)
+                    if not sender.is_connected:
+                        break  # the rest wait for a fresh connection on the next run
                     continue
                 await asyncio.to_thread(record_result, ctx, item, provider_id=receipt.provider_id)
-    except TransientError as exc:  # could not connect: every claimed row is retried later
-        for item in pending:
-            await asyncio.to_thread(record_result, ctx, item, error=exc)
-        pending = []
-    finally:
-        if pending:  # stopping: never handed to SMTP, so they go back to the queue
-            await asyncio.to_thread(release_outbound, ctx, pending)
-    return len(items)
+    except TransientError as exc:
+        log.warning("cannot send replies now: %s", exc)
+    return tried

@@ -1,6 +1,6 @@
 """The outbox: every reply is sent at most once, and every failure is a row the owner can see.
 
-Runs after routing (``enqueue``) and in the send job (``claim_due`` / ``mark_*``). A row moves
+Runs after routing (``enqueue``) and in the send job (``claim_next`` / ``mark_*``). A row moves
 queued -> sending -> sent. Before a row is handed to a channel it is committed as ``sending``
 with a lease; if the process dies before the result is recorded, the lease runs out and the row
 becomes ``unknown`` (shown to the owner), never silently re-sent. Transient errors go to
@@ -32,21 +32,33 @@ def enqueue(*, session: Session, draft_id: int, thread_id: int | None, channel: 
     return row
 
 
-def claim_due(*, session: Session, channel: str, limit: int = 50) -> list[Outbox]:
-    """Rows ready to send, marked ``sending`` under a lease; commit before delivering."""
-    now = utcnow()
-    query = (select(Outbox)
-             .where(Outbox.channel == channel,
-                    col(Outbox.status).in_([OutboxStatus.QUEUED, OutboxStatus.RETRY]),
-                    or_(col(Outbox.next_attempt_at).is_(None), Outbox.next_attempt_at <= now))
-             .order_by(col(Outbox.id)))
-    rows = claim(query, session, limit)
-    for row in rows:
-        row.status = OutboxStatus.SENDING
-        row.attempts += 1
-        row.next_attempt_at = now + SEND_LEASE
+def _due(channel: str):
+    return (select(Outbox)
+            .where(Outbox.channel == channel,
+                   col(Outbox.status).in_([OutboxStatus.QUEUED, OutboxStatus.RETRY]),
+                   or_(col(Outbox.next_attempt_at).is_(None), Outbox.next_attempt_at <= utcnow()))
+            .order_by(col(Outbox.id)))
+
+
+def has_due(*, session: Session, channel: str) -> bool:
+    return session.exec(_due(channel).limit(1)).first() is not None
+
+
+def claim_next(*, session: Session, channel: str) -> Outbox | None:
+    """The next row to send, marked ``sending`` under a lease; commit before delivering.
+
+    One row at a time, so that only the row actually in the channel's hands can be caught
+    by a crash (and end up ``unknown``); the rest of the queue stays ``queued``.
+    """
+    rows = claim(_due(channel), session, 1)
+    if not rows:
+        return None
+    row = rows[0]
+    row.status = OutboxStatus.SENDING
+    row.attempts += 1
+    row.next_attempt_at = utcnow() + SEND_LEASE
     session.flush()
-    return list(rows)
+    return row
 
 
 def mark_sent(*, session: Session, outbox_id: int, provider_id: str) -> None:
@@ -71,13 +83,6 @@ def mark_failed(*, session: Session, outbox_id: int, error: str, permanent: bool
         row.status = OutboxStatus.RETRY
         row.next_attempt_at = utcnow() + BACKOFF[min(row.attempts - 1, len(BACKOFF) - 1)]
     return row.status
-
-
-def release(*, session: Session, outbox_id: int) -> None:
-    """Give back a claimed row that was never handed to the channel (e.g. on shutdown)."""
-    row = session.get(Outbox, outbox_id)
-    if row and row.status == OutboxStatus.SENDING:
-        row.status, row.attempts, row.next_attempt_at = OutboxStatus.QUEUED, max(0, row.attempts - 1), utcnow()
 
 
 def expire_leases(*, session: Session) -> int:

@@ -37,18 +37,19 @@ class SmtpSender:
         context = ssl.create_default_context()
         if not email_settings.tls_verify:
             context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        credentials = email_settings.smtp_credentials()
+        self.credentials = email_settings.smtp_credentials()
         self.client = aiosmtplib.SMTP(
             hostname=email_settings.smtp_host, port=email_settings.smtp_port, timeout=timeout,
             use_tls=email_settings.smtp_tls == "ssl",
             start_tls=True if email_settings.smtp_tls == "starttls" else False,
-            tls_context=context, validate_certs=email_settings.tls_verify,
-            username=credentials[0] if credentials else None,
-            password=credentials[1] if credentials else None)
+            tls_context=context, validate_certs=email_settings.tls_verify)
 
     async def __aenter__(self) -> "SmtpSender":
         try:
             await self.client.connect()
+            # Log in where the server offers AUTH; a local relay (Postfix on localhost) may not.
+            if self.credentials and self.client.supports_extension("auth"):
+                await self.client.login(*self.credentials)
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError) as exc:
             # Connecting or logging in failed: a server or settings problem, not this mail's.
             # Transient, so nothing is marked failed while the owner fixes it.

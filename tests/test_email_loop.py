@@ -1,0 +1,201 @@
+"""The email loop end to end, on real servers: Dovecot (IMAP), aiosmtpd (SMTP), SQLite and
+PostgreSQL. Mail is appended to the mailbox, the jobs run until idle, and the test reads what
+the SMTP server captured, the stored rows and the flags on the originals.
+"""
+from __future__ import annotations
+
+import email
+import email.policy
+
+import pytest
+from sqlmodel import select
+
+from helpers import PASSWORD_ENV, customer_mail, make_context, run_until_idle, write_settings
+from responder.jobs import poll_mailbox
+from responder.models import Draft, MailboxCursor, Message, Outbox, Route
+
+AUTO_REPLY = ("From: Jamie Rivera <jamie@customer.test>\r\nTo: shop@example.test\r\n"
+              "Subject: Out of office: Question\r\nAuto-Submitted: auto-replied\r\n"
+              "Message-ID: <ooo-1@customer.test>\r\n\r\nI'm away until Monday.\r\n").encode()
+LIST_MAIL = ("From: Candle Makers Digest <digest@lists.candles.test>\r\nTo: shop@example.test\r\n"
+             "Subject: Weekly digest\r\nList-Id: <candles.lists.candles.test>\r\n"
+             "List-Unsubscribe: <mailto:leave@lists.candles.test>\r\nPrecedence: list\r\n"
+             "Message-ID: <list-1@lists.candles.test>\r\n\r\nThis week in candles.\r\n").encode()
+BOUNCE = ("From: Mail Delivery System <MAILER-DAEMON@mx.customer.test>\r\nTo: shop@example.test\r\n"
+          "Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <bounce-1@mx.customer.test>\r\n"
+          "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n"
+          "\r\n--b\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"
+          "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.customer.test\r\n\r\n"
+          "Final-Recipient: rfc822; nobody@customer.test\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n").encode()
+
+
+@pytest.fixture
+def loop(tmp_path, monkeypatch, dovecot, smtp_capture, database_url):
+    monkeypatch.setenv(PASSWORD_ENV, dovecot.password)
+    path = write_settings(tmp_path, database_url=database_url, dovecot=dovecot, smtp=smtp_capture)
+    ctx = make_context(path)
+    poll_mailbox(ctx)  # first start: sets the cursor, so only mail from now on is answered
+    yield ctx, dovecot, smtp_capture
+    ctx.db.dispose()
+
+
+def rows(ctx, model, *where):
+    with ctx.db.transaction() as session:
+        return session.exec(select(model).where(*where).order_by(model.id)).all()
+
+
+def test_question_gets_threaded_auto_reply(loop):
+    ctx, dovecot, smtp = loop
+    raw = customer_mail("Hi! How much is shipping to Texas?", message_id="<q1@customer.test>",
+                        references="<earlier@customer.test>")
+    uid = dovecot.append(raw)
+    run_until_idle(ctx)
+
+    [captured] = smtp.messages
+    reply = email.message_from_bytes(captured.data, policy=email.policy.default)
+    assert captured.rcpt_tos == ("jamie@customer.test",)
+    assert reply["Subject"] == "Re: Question about shipping"
+    assert reply["In-Reply-To"] == "<q1@customer.test>"
+    assert reply["References"].split() == ["<earlier@customer.test>", "<q1@customer.test>"]
+    assert reply["Auto-Submitted"] == "auto-replied"
+    assert reply["Message-ID"].endswith("@example.test>")
+    text = reply.get_body(("plain",)).get_content()
+    assert "$7" in text and "Hi Jamie," in text and "Maya" in text
+    assert "$7" in reply.get_body(("html",)).get_content()
+
+    [message] = rows(ctx, Message, Message.direction == "in")
+    assert message.status == "processed" and message.uid == uid and message.sender == "jamie@customer.test"
+    [draft] = rows(ctx, Draft)
+    assert draft.route == Route.AUTO and draft.sources == ["faq.md#How much is shipping?"]
+    [out] = rows(ctx, Outbox)
+    assert out.status == "sent" and out.message_id == reply["Message-ID"]
+    flags = dovecot.flags(uid)
+    assert b"\\Answered" in flags and b"$Deskhand" in flags and b"\\Seen" not in flags
+
+
+def test_automated_mail_gets_no_reply(loop):
+    ctx, dovecot, smtp = loop
+    for raw in (AUTO_REPLY, LIST_MAIL, BOUNCE):
+        dovecot.append(raw)
+    run_until_idle(ctx)
+    assert smtp.messages == []
+    drafts = rows(ctx, Draft)
+    assert [d.route for d in drafts] == [Route.IGNORE] * 3
+    reasons = " | ".join(r for d in drafts for r in d.reasons)
+    assert "automated mail" in reasons
+    assert rows(ctx, Outbox) == []
+
+
+def test_restart_sends_nothing_twice(loop, tmp_path):
+    ctx, dovecot, smtp = loop
+    for n in range(3):
+        dovecot.append(customer_mail("How much is shipping?", sender=f"c{n}@customer.test"))
+    run_until_idle(ctx)
+    assert len(smtp.messages) == 3
+    ctx.db.dispose()
+    again = make_context(tmp_path / "settings.toml")
+    run_until_idle(again)
+    assert len(smtp.messages) == 3
+    assert len(rows(again, Message, Message.direction == "in")) == 3
+    again.db.dispose()
+
+
+def test_first_start_leaves_the_backlog_alone(tmp_path, monkeypatch, dovecot, smtp_capture, database_url):
+    monkeypatch.setenv(PASSWORD_ENV, dovecot.password)
+    for n in range(3):
+        dovecot.append(customer_mail("How much is shipping?", sender=f"old{n}@customer.test"))
+    ctx = make_context(write_settings(tmp_path, database_url=database_url, dovecot=dovecot, smtp=smtp_capture))
+    run_until_idle(ctx)
+    assert smtp_capture.messages == [] and rows(ctx, Message) == []
+    dovecot.append(customer_mail("How much is shipping?", sender="new@customer.test"))
+    run_until_idle(ctx)
+    assert [m.rcpt_tos for m in smtp_capture.messages] == [("new@customer.test",)]
+    ctx.db.dispose()
+
+
+def test_backlog_days_answers_recent_mail(tmp_path, monkeypatch, dovecot, smtp_capture, database_url):
+    monkeypatch.setenv(PASSWORD_ENV, dovecot.password)
+    dovecot.append(customer_mail("How much is shipping?", sender="recent@customer.test"))
+    path = write_settings(tmp_path, database_url=database_url, dovecot=dovecot, smtp=smtp_capture,
+                          email_extra="answer_backlog_days = 2")
+    ctx = make_context(path)
+    run_until_idle(ctx)
+    assert [m.rcpt_tos for m in smtp_capture.messages] == [("recent@customer.test",)]
+    ctx.db.dispose()
+
+
+def test_customer_reply_continues_the_thread(loop):
+    ctx, dovecot, smtp = loop
+    dovecot.append(customer_mail("How much is shipping?", message_id="<t1@customer.test>"))
+    run_until_idle(ctx)
+    ours = email.message_from_bytes(smtp.messages[0].data, policy=email.policy.default)["Message-ID"]
+    dovecot.append(customer_mail("And can I return a candle?", subject="Re: Question about shipping",
+                                 in_reply_to=ours, references=f"<t1@customer.test> {ours}"))
+    # Another customer with the same subject never joins that thread.
+    dovecot.append(customer_mail("How much is shipping?", sender="Sam <sam@other.test>"))
+    run_until_idle(ctx)
+    inbound = rows(ctx, Message, Message.direction == "in")
+    assert inbound[0].thread_id == inbound[1].thread_id != inbound[2].thread_id
+    second = email.message_from_bytes(smtp.messages[1].data, policy=email.policy.default)
+    assert ours in second["References"] and "30 days" in second.get_body(("plain",)).get_content()
+
+
+def test_uidvalidity_change_resyncs_without_reanswering(loop):
+    ctx, dovecot, smtp = loop
+    dovecot.append(customer_mail("How much is shipping?"))
+    run_until_idle(ctx)
+    dovecot.set_uidvalidity()
+    dovecot.append(customer_mail("Can I return a candle?", sender="later@customer.test"))
+    run_until_idle(ctx)
+    assert [m.rcpt_tos for m in smtp.messages] == [("jamie@customer.test",), ("later@customer.test",)]
+    [cursor] = rows(ctx, MailboxCursor)
+    assert cursor.uidvalidity == dovecot.uidvalidity()
+
+
+def test_handoff_and_review_are_parked(loop):
+    ctx, dovecot, smtp = loop
+    dovecot.append(customer_mail("I want to talk to a real person please", sender="a@customer.test"))
+    dovecot.append(customer_mail("What is your opinion of the moon landing?", sender="b@customer.test",
+                                 subject="random"))
+    run_until_idle(ctx)
+    assert smtp.messages == []
+    routes = {d.route: d for d in rows(ctx, Draft)}
+    assert set(routes) == {Route.HANDOFF, Route.REVIEW}
+    assert routes[Route.HANDOFF].reasons[0] == "the customer asked for a person"
+    assert routes[Route.REVIEW].status == "pending" and routes[Route.REVIEW].reasons
+
+
+def test_thread_cap_holds_the_fifth_reply(loop):
+    ctx, dovecot, smtp = loop
+    first = "<cap0@customer.test>"
+    for n in range(6):
+        dovecot.append(customer_mail("How much is shipping?", subject="shipping",
+                                     message_id=f"<cap{n}@customer.test>",
+                                     in_reply_to=first if n else None))
+        run_until_idle(ctx)
+    assert len(smtp.messages) == 4
+    held = [d for d in rows(ctx, Draft) if d.route == Route.REVIEW]
+    assert len(held) == 2 and "cap 4" in held[0].reasons[0]
+
+
+def test_smtp_temporary_failure_is_retried_and_permanent_is_failed(loop):
+    ctx, dovecot, smtp = loop
+    from responder.clock import clock
+
+    smtp.fail_next(451)
+    dovecot.append(customer_mail("How much is shipping?", sender="retry@customer.test"))
+    run_until_idle(ctx)
+    [row] = rows(ctx, Outbox)
+    assert row.status == "retry" and "451" in row.last_error and smtp.messages == []
+    clock.advance(minutes=5)
+    try:
+        run_until_idle(ctx)
+    finally:
+        clock.reset()
+    assert rows(ctx, Outbox)[0].status == "sent" and len(smtp.messages) == 1
+
+    smtp.fail_next(550, stage="rcpt")
+    dovecot.append(customer_mail("How much is shipping?", sender="gone@customer.test"))
+    run_until_idle(ctx)
+    failed = rows(ctx, Outbox, Outbox.recipient == "gone@customer.test")[0]
+    assert failed.status == "failed" and "550" in failed.last_error
