@@ -1,0 +1,1 @@
+"""Channels: how Deskhand talks to customers (email today)."""

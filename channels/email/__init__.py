@@ -1,0 +1,1 @@
+"""The email channel: parse fetched mail, spot automated mail, send replies."""
