@@ -8,6 +8,7 @@ whole message back; the job records the error and retries it, quarantining it af
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -51,12 +52,26 @@ def process_email(*, session: Session, message: Message, settings, drafter) -> D
     return store_outcome(work, session, settings)
 
 
+def _clean(text: str | None, limit: int | None = None) -> str:
+    """PostgreSQL text can't hold NUL; column limits are enforced there too."""
+    text = (text or "").replace("\x00", "")
+    return text[:limit] if limit else text
+
+
 def parse(work: Work) -> None:
     msg, parsed = work.message, parse_email(work.message.raw or b"")
+    address = _clean(parsed.from_address)
+    if len(address) > 320:  # RFC 5321 §4.5.3.1: no real mailbox is longer
+        address = ""
+    parsed = dataclasses.replace(parsed, from_address=address or None, from_name=_clean(parsed.from_name, 200),
+                                 subject=_clean(parsed.subject, 1000), text=_clean(parsed.text),
+                                 new_text=_clean(parsed.new_text), message_id=_clean(parsed.message_id, 900) or None,
+                                 in_reply_to=_clean(parsed.in_reply_to, 900) or None,
+                                 references=[_clean(r, 900) for r in parsed.references[-50:]])
     work.parsed = parsed
     msg.sender = parsed.from_address or ""
-    msg.recipient = ", ".join(parsed.to_addresses)[:1000]
-    msg.subject = parsed.subject[:1000]
+    msg.recipient = _clean(", ".join(parsed.to_addresses), 1000)
+    msg.subject = parsed.subject
     msg.text = parsed.text
     msg.new_text = parsed.new_text
     msg.in_reply_to = parsed.in_reply_to
@@ -91,11 +106,9 @@ def draft_reply(work: Work, session: Session, drafter) -> None:
     request = DraftRequest(text=text[:MAX_DRAFT_INPUT] or work.parsed.subject, subject=work.parsed.subject,
                            channel="email", customer_name=work.customer.name,
                            history=tuple(Turn(m.direction, m.new_text or m.text) for m in history))
-    try:
-        work.draft = drafter.draft(request)
-    except Exception as exc:  # a backend bug must not lose the message: hold it for the owner
-        log.exception("drafter %s failed", getattr(drafter, "name", "?"))
-        work.draft = DraftResult("", None, reasons=[f"the drafter failed: {exc}"], backend=drafter.name)
+    # A backend that raises fails the whole unit: the job retries it and, after
+    # max_process_attempts, quarantines it with the error (never a silent skip).
+    work.draft = drafter.draft(request)
 
 
 def route(work: Work, session: Session, settings) -> None:

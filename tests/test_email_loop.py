@@ -199,3 +199,75 @@ def test_smtp_temporary_failure_is_retried_and_permanent_is_failed(loop):
     run_until_idle(ctx)
     failed = rows(ctx, Outbox, Outbox.recipient == "gone@customer.test")[0]
     assert failed.status == "failed" and "550" in failed.last_error
+
+
+class _FlakyDrafter:
+    """An honest drafter double: answers like the offline one, but raises on a marker word."""
+    name = "flaky"
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def draft(self, request):
+        if "EXPLODE" in request.text:
+            raise RuntimeError("the drafting backend crashed")
+        return self.inner.draft(request)
+
+
+def test_failing_message_is_quarantined_and_the_rest_flow(tmp_path, monkeypatch, dovecot, smtp_capture,
+                                                          database_url):
+    from responder.clock import clock
+    from responder.drafting import make_drafter
+    from responder.settings import load_settings
+
+    monkeypatch.setenv(PASSWORD_ENV, dovecot.password)
+    path = write_settings(tmp_path, database_url=database_url, dovecot=dovecot, smtp=smtp_capture)
+    ctx = make_context(path, drafter=_FlakyDrafter(make_drafter(load_settings(path))))
+    poll_mailbox(ctx)
+    dovecot.append(customer_mail("EXPLODE how much is shipping?", sender="bad@customer.test"))
+    dovecot.append(customer_mail("How much is shipping?", sender="good@customer.test"))
+    try:
+        for _ in range(3):
+            run_until_idle(ctx)
+            clock.advance(minutes=10)
+    finally:
+        clock.reset()
+    bad, good = rows(ctx, Message, Message.direction == "in")
+    assert bad.status == "quarantined" and bad.attempts == 3 and "the drafting backend crashed" in bad.last_error
+    assert good.status == "processed"
+    assert [m.rcpt_tos for m in smtp_capture.messages] == [("good@customer.test",)]
+    ctx.db.dispose()
+
+
+@pytest.mark.parametrize("smtp_mode", ["starttls", "ssl"])
+def test_tls_on_both_ends(tmp_path, monkeypatch, dovecot_tls, smtp_mode):
+    from servers import SmtpCapture
+
+    monkeypatch.setenv(PASSWORD_ENV, dovecot_tls.password)
+    with SmtpCapture(starttls=smtp_mode == "starttls", implicit_tls=smtp_mode == "ssl") as smtp:
+        path = write_settings(tmp_path, database_url=f"sqlite:///{tmp_path / 'd.sqlite3'}",
+                              dovecot=dovecot_tls, smtp=smtp)
+        ctx = make_context(path)
+        poll_mailbox(ctx)
+        dovecot_tls.append(customer_mail("How much is shipping?"))
+        run_until_idle(ctx)
+        [captured] = smtp.messages
+        assert captured.tls and captured.rcpt_tos == ("jamie@customer.test",)
+        ctx.db.dispose()
+
+
+def test_hostile_headers_and_nul_bytes_are_stored_not_fatal(loop):
+    ctx, dovecot, smtp = loop
+    long_sender = "x" * 400 + "@customer.test"
+    raw = (f"From: {long_sender}\r\nTo: shop@example.test\r\nSubject: hi\x00there\r\n"
+           f"Message-ID: <{'y' * 1200}@customer.test>\r\nIn-Reply-To: <{'z' * 1500}@x>\r\n\r\n"
+           "How much is shipping?\x00\r\n").encode()
+    dovecot.append(raw)
+    dovecot.append(customer_mail("How much is shipping?\x00 thanks", sender="nul@customer.test"))
+    run_until_idle(ctx)
+    first, second = rows(ctx, Message, Message.direction == "in")
+    assert first.status == second.status == "processed"
+    first_draft, second_draft = rows(ctx, Draft)
+    assert first_draft.route == Route.IGNORE and "no sender address" in first_draft.reasons[0]
+    assert second_draft.route == Route.AUTO and "\x00" not in second.text
+    assert [m.rcpt_tos for m in smtp.messages] == [("nul@customer.test",)]
