@@ -136,7 +136,6 @@ def process_pending(ctx: Context, limit: int = 100) -> int:
     """Route stored messages one transaction each; failures are retried, then quarantined."""
     done = 0
     while done < limit and not ctx.stopping.is_set():
-        failed_id, error = None, ""
         with ctx.db.transaction() as session:
             rows = claim(select(Message).where(
                 Message.direction == "in", Message.status == MessageStatus.RECEIVED,
@@ -150,7 +149,7 @@ def process_pending(ctx: Context, limit: int = 100) -> int:
                     process_email(session=session, message=message, settings=ctx.settings,
                                   drafter=ctx.drafter)
             except Exception as exc:
-                failed_id, error = message.id, f"{type(exc).__name__}: {exc}"
+                error = f"{type(exc).__name__}: {exc}"
                 log.exception("processing message %s failed", message.id)
                 _record_failure(session, message, error, ctx.settings.email.max_process_attempts)
         done += 1

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from sqlmodel import Session
 
-from channels.email.autoreply import automated_reason
+from channels.email.autoreply import automated_reason, reply_address
 from channels.email.compose import new_message_id, references_for, render_body, reply_subject
 from channels.email.parse import ParsedEmail, normalize_subject, parse_email
 from responder import outbox
@@ -32,7 +32,8 @@ MAX_DRAFT_INPUT = 20_000  # characters of new text handed to the drafter
 @dataclass
 class Work:
     message: Message
-    parsed: ParsedEmail | None = None
+    parsed: ParsedEmail | None = None     # cleaned; from_address is whom we answer
+    original: ParsedEmail | None = None   # as parsed, for the automated-mail rules
     automated: str | None = None
     customer: Customer | None = None
     thread: Thread | None = None
@@ -60,7 +61,8 @@ def _clean(text: str | None, limit: int | None = None) -> str:
 
 def parse(work: Work) -> None:
     msg, parsed = work.message, parse_email(work.message.raw or b"")
-    address = _clean(parsed.from_address)
+    work.original = parsed
+    address = _clean(reply_address(parsed))
     if len(address) > 320:  # RFC 5321 §4.5.3.1: no real mailbox is longer
         address = ""
     parsed = dataclasses.replace(parsed, from_address=address or None, from_name=_clean(parsed.from_name, 200),
@@ -68,6 +70,7 @@ def parse(work: Work) -> None:
                                  new_text=_clean(parsed.new_text), message_id=_clean(parsed.message_id, 900) or None,
                                  in_reply_to=_clean(parsed.in_reply_to, 900) or None,
                                  references=[_clean(r, 900) for r in parsed.references[-50:]])
+    # From here on ``from_address`` is the customer: the sender, or a contact form's Reply-To.
     work.parsed = parsed
     msg.sender = parsed.from_address or ""
     msg.recipient = _clean(", ".join(parsed.to_addresses), 1000)
@@ -84,7 +87,7 @@ def parse(work: Work) -> None:
 
 def detect_automated(work: Work, settings) -> None:
     domain = settings.reply_address.rpartition("@")[2].lower() or None
-    work.automated = automated_reason(work.parsed, own_addresses=settings.own_addresses,
+    work.automated = automated_reason(work.original, own_addresses=settings.own_addresses,
                                       own_message_id_domain=domain)
     if not work.automated and not work.parsed.from_address:
         work.automated = "no sender address to reply to"

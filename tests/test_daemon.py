@@ -14,7 +14,6 @@ import sys
 import time
 import urllib.request
 
-import pytest
 from sqlmodel import col, func, select
 
 from helpers import PASSWORD_ENV, ROOT, customer_mail, write_settings

@@ -271,3 +271,13 @@ def test_hostile_headers_and_nul_bytes_are_stored_not_fatal(loop):
     assert first_draft.route == Route.IGNORE and "no sender address" in first_draft.reasons[0]
     assert second_draft.route == Route.AUTO and "\x00" not in second.text
     assert [m.rcpt_tos for m in smtp.messages] == [("nul@customer.test",)]
+
+
+def test_contact_form_relay_is_answered_at_its_reply_to(loop):
+    ctx, dovecot, smtp = loop
+    dovecot.append(customer_mail("How much is shipping?", sender="Shop Forms <no-reply@forms.test>",
+                                 headers={"Reply-To": "Casey <casey@customer.test>"}))
+    dovecot.append(customer_mail("How much is shipping?", sender="no-reply@robot.test", subject="robot"))
+    run_until_idle(ctx)
+    assert [m.rcpt_tos for m in smtp.messages] == [("casey@customer.test",)]
+    assert [d.route for d in rows(ctx, Draft)] == [Route.AUTO, Route.IGNORE]
