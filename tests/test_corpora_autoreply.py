@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -30,18 +29,7 @@ from channels.email.autoreply import automated_reason  # noqa: E402
 from channels.email.parse import parse_email  # noqa: E402
 
 
-def _corpora() -> Path | None:
-    for candidate in (Path(__file__).resolve().parents[2] / "shared" / "corpora",
-                      Path(os.environ.get("DESKHAND_CORPORA", "/nonexistent"))):
-        if (candidate / "INDEX.md").is_file():
-            return candidate
-    return None
-
-
-CORPORA = _corpora()
-needs_corpora = pytest.mark.skipif(
-    CORPORA is None, reason="third-party corpora not found (../shared/corpora or $DESKHAND_CORPORA); "
-                            "they are not distributed with the repository")
+from corpora import CORPORA, needs_corpora  # noqa: E402
 
 OWN = {"support@shop.example"}
 

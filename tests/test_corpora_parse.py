@@ -15,7 +15,6 @@ Run ``python tests/test_corpora_parse.py [corpus]`` to print the rates and the f
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import time
@@ -28,18 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from channels.email.parse import parse_email  # noqa: E402
 
 
-def _corpora() -> Path | None:
-    for candidate in (Path(__file__).resolve().parents[2] / "shared" / "corpora",
-                      Path(os.environ.get("DESKHAND_CORPORA", "/nonexistent"))):
-        if (candidate / "INDEX.md").is_file():
-            return candidate
-    return None
-
-
-CORPORA = _corpora()
-needs_corpora = pytest.mark.skipif(
-    CORPORA is None, reason="third-party corpora not found (../shared/corpora or $DESKHAND_CORPORA); "
-                            "they are not distributed with the repository")
+from corpora import CORPORA, needs_corpora  # noqa: E402
 
 
 def _message(body: str, html: bool = False) -> bytes:
