@@ -15,11 +15,13 @@ from typing import Callable
 from responder.drafting.base import DraftResult
 from responder.models import Route
 
+# Asking for a person: a request verb aimed at a human, or "real person"-style wording.
+# "safe around a person with asthma" mentions a person without asking for one.
+_WHO = r"(?:a |an |the |your |some )?(?:real |actual |live )?(?:human|person|people|agent|representative|rep|manager|owner|someone|somebody|staff|support team)"
 HUMAN_REQUEST = re.compile(
-    r"\b(speak|talk|chat)\s+(to|with)\s+(a\s+|an\s+|the\s+|someone|somebody|real|actual)"
-    r"|\b(real|actual|live)\s+(person|human|people)\b|\bhuman\s+being\b"
-    r"|\b(a|an)\s+(human|person|agent|representative|manager)\b(?!\s+(?:error|resources))"
-    r"|\bcall\s+me\b|\bthe\s+owner\b", re.I)
+    rf"\b(?:speak|talk|chat|connect|transfer|put|get)\s+(?:me\s+)?(?:to|with|through to)\s+{_WHO}\b"
+    rf"|\b(?:want|need|like|request|get me|give me)\s+(?:to\s+(?:reach|contact)\s+)?{_WHO}\b(?!\s+(?:with|who|that|in)\b)"
+    r"|\b(?:real|actual|live)\s+(?:person|human|people)\b|\bhuman\s+being\b|\bcall\s+me\b", re.I)
 
 
 @dataclass

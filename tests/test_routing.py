@@ -1,0 +1,41 @@
+"""The routing table: the first rule that hits decides, every hit is a readable reason."""
+from __future__ import annotations
+
+from responder.drafting.base import DraftResult
+from responder.models import Route
+from responder.routing import RouteFacts, decide
+
+
+def facts(text="How much is shipping?", confidence=0.9, **kw) -> RouteFacts:
+    return RouteFacts(channel="email", text=text, draft=DraftResult("It's $7.", confidence, ["faq.md#x"]), **kw)
+
+
+def test_confident_answer_goes_out():
+    assert decide(facts()).route == Route.AUTO
+
+
+def test_automated_mail_is_ignored_with_its_reason_only():
+    decision = decide(facts(automated="Auto-Submitted: auto-replied (RFC 3834)", sender_auto_today=99))
+    assert decision.route == Route.IGNORE
+    assert decision.reasons == ["automated mail: Auto-Submitted: auto-replied (RFC 3834)"]
+
+
+def test_person_request_is_a_handoff_and_keeps_other_reasons():
+    decision = decide(facts("Can I speak to a human please?", confidence=0.2))
+    assert decision.route == Route.HANDOFF
+    assert decision.reasons[0] == "the customer asked for a person" and "confidence 0.20" in decision.reasons[1]
+
+
+def test_caps_low_confidence_and_switches_hold_for_review():
+    assert "cap 8" in decide(facts(sender_auto_today=8)).reasons[0]
+    assert "cap 4" in decide(facts(thread_auto_today=4)).reasons[0]
+    assert decide(facts(confidence=0.5)).reasons == ["confidence 0.50 is below the auto-send threshold 0.75"]
+    assert decide(facts(confidence=None)).reasons == ["confidence unknown"]
+    assert decide(facts(auto_send_enabled=False)).reasons == ["automatic sending is off for email"]
+    empty = RouteFacts(channel="email", text="   ", draft=None)
+    assert decide(empty).route == Route.REVIEW and decide(empty).reasons[0] == "the message has no text to answer"
+
+
+def test_human_words_in_ordinary_questions_are_not_a_handoff():
+    for text in ("Is the candle safe around a person with asthma?", "What's the human-readable order number?"):
+        assert decide(facts(text)).route == Route.AUTO, text
