@@ -1,0 +1,354 @@
+"""The product catalog: ``catalog.csv`` in our own columns, or a Shopify product export, as facts.
+
+Part of reading the knowledge folder: ``responder/knowledge.py`` hands every decoded ``*.csv``
+here and turns the returned products into ``product`` entries, which the index embeds and
+retrieval matches by SKU, name and attributes; the drafter quotes their facts. Pure: text in,
+``(line, facts)`` out, problems appended to ``warnings`` as "<file> line <n>: ...".
+
+Our columns: ``sku``, ``name``, ``price``, ``status`` are required; ``restock_date`` is an ISO
+date; every other column is a fact. Column names become lower snake_case. A row whose price does
+not parse keeps its other facts and loses the price; an unknown status reads as ``unknown`` (the
+drafter then never claims availability); an empty or repeated SKU (case-insensitive, across
+files too) skips the row, the first one wins; a row with more non-empty fields than the header
+(an unquoted comma shifts every column after it) is skipped, one with fewer reads the missing
+ones as empty; broken quoting skips the row. All of these come with a warning.
+
+A Shopify export (classic ``Handle``/``Variant SKU`` headers or the newer ``URL handle``/``SKU``
+ones) is grouped by handle: name from Title, SKU of the first variant (or the handle), the lowest
+variant price, each variant in ``variants``, option values under the option's name, Body (HTML)
+as plain text. Status active/archived become active/discontinued, drafts and unpublished
+products are skipped; every tracked variant at zero stock that may not be oversold makes the
+product out_of_stock. Internal columns (cost, barcode, SEO, images, Google Shopping) stay out.
+"""
+from __future__ import annotations
+
+import csv
+import html
+import io
+import re
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+
+REQUIRED = ("sku", "name", "price", "status")
+STATUSES = ("active", "out_of_stock", "preorder", "discontinued")
+STATUS_ALIASES = {"in_stock": "active", "instock": "active", "available": "active", "outofstock": "out_of_stock",
+                  "sold_out": "out_of_stock", "soldout": "out_of_stock", "pre_order": "preorder",
+                  "retired": "discontinued"}
+CURRENCY_CODE = re.compile(r"(?i)(?<![a-z])(usd|eur|gbp|cad|aud|nzd|chf|jpy|sek|nok|dkk|pln|czk|inr|mxn|brl|"
+                           r"zar|sgd|hkd)(?![a-z])")
+CURRENCY_SYMBOL = {"€": "EUR", "£": "GBP", "¥": "JPY", "₹": "INR", "$": ""}  # "$" alone: which dollar?
+SHOPIFY = {  # our field: the normalized Shopify column names, classic export first
+    "handle": ("handle", "url_handle"), "title": ("title",), "body": ("body_html", "description"),
+    "vendor": ("vendor",), "type": ("type",), "tags": ("tags",), "category": ("product_category",),
+    "published": ("published", "published_on_online_store"), "status": ("status",),
+    "sku": ("variant_sku", "sku"), "price": ("variant_price", "price"),
+    "qty": ("variant_inventory_qty", "inventory_quantity"),
+    "tracker": ("variant_inventory_tracker", "inventory_tracker"),
+    "policy": ("variant_inventory_policy", "continue_selling_when_out_of_stock"),
+    "grams": ("variant_grams", "weight_value_grams"),
+    **{f"option{i}_{part}": (f"option{i}_{part}",) for i in (1, 2, 3) for part in ("name", "value")},
+}
+METAFIELD = re.compile(r"^(.*?)\s*\(product\.metafields\.([\w-]+)\.[\w-]+\)$")
+RESERVED = {"sku", "name", "price", "status", "description", "variants", "handle", "currency"}
+
+
+def column_name(raw: str) -> str:
+    """'Burn Time' -> burn_time, 'restockDate' -> restock_date, 'Body (HTML)' -> body_html."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", raw.strip())
+    return re.sub(r"[\W_]+", "_", spaced.lower()).strip("_")
+
+
+def normalize_status(raw: str) -> str | None:
+    key = re.sub(r"[\s\-]+", "_", raw.strip().lower())
+    key = STATUS_ALIASES.get(key, key)
+    return key if key in STATUSES else None
+
+
+def parse_price(raw: str) -> tuple[str, str] | None:
+    """'$1,299.00' -> ('1299.00', ''), '€12,50' -> ('12.50', 'EUR'), '12.5 USD' -> ('12.50', 'USD')."""
+    text, currency = raw.strip(), ""
+    if code := CURRENCY_CODE.search(text):
+        currency, text = code.group(1).upper(), text[:code.start()] + text[code.end():]
+    for symbol, name in CURRENCY_SYMBOL.items():
+        if symbol in text:
+            currency, text = currency or name, text.replace(symbol, "")
+    text = re.sub(r"[\s'\u00a0\u202f]", "", text)           # spaces, no-break spaces, 1'299.00
+    text = re.sub(r"(?i)^(us|ca|au|nz|hk|sg|a|c)(?=\d)", "", text)  # what is left of US$, C$ ...
+    text = re.sub(r"[.,]-*$", "", text) if re.search(r"\d[.,]-+$", text) else text  # 12,-
+    if not re.fullmatch(r"\d+(?:[.,]\d+)*", text):
+        return None
+    marks = [c for c in text if c in ".,"]
+    decimal = None
+    if len(set(marks)) == 2:
+        decimal = marks[-1]
+        if text.count(decimal) > 1:
+            return None
+    elif len(marks) == 1 and len(text) - text.index(marks[0]) - 1 != 3:
+        decimal = marks[0]  # one mark, not three digits after it: a decimal mark, not thousands
+    whole, _, fraction = text.rpartition(decimal) if decimal else (text, "", "")
+    groups = re.split(r"[.,]", whole)
+    if len(groups) > 1 and (len(set(re.findall(r"[.,]", whole))) > 1 or not 1 <= len(groups[0]) <= 3
+                            or any(len(g) != 3 for g in groups[1:])):
+        return None
+    try:
+        value = Decimal(f"{''.join(groups)}.{fraction or '0'}").quantize(Decimal("0.01"))
+    except InvalidOperation:
+        return None
+    return str(value), currency
+
+
+def iso_date(raw: str) -> str | None:
+    for parse in (date.fromisoformat, lambda s: datetime.fromisoformat(s).date()):
+        try:
+            return parse(raw.strip()).isoformat()
+        except ValueError:
+            continue
+    return None
+
+
+def html_to_text(markup: str) -> str:
+    text = re.sub(r"(?is)<(script|style)\b.*?</\1\s*>|<!--.*?-->", " ", markup)
+    text = re.sub(r"(?i)<\s*li\b[^>]*>", "\n- ", text)
+    text = re.sub(r"(?i)<\s*(?:br|/?p|/?div|/?h[1-6]|/li|/?ul|/?ol|/?tr|/?table|/?blockquote)\b[^>]*>", "\n", text)
+    text = html.unescape(re.sub(r"<[^>]*>", "", text))
+    return " ".join(line for line in (" ".join(part.split()) for part in text.split("\n")) if line)
+
+
+def sniff(text: str) -> str | None:
+    """'own', 'shopify' or None, from the header of a CSV."""
+    header = next((fields for _, fields in _records("", text, [])), [])
+    columns = {column_name(c) for c in header}
+    if set(REQUIRED) <= columns:
+        return "own"
+    if "title" in columns and columns & {"handle", "url_handle"} and columns & {
+            "body_html", "variant_sku", "variant_price", "option1_name", "option1_value"}:
+        return "shopify"
+    return None
+
+
+def product_text(facts: dict[str, str]) -> str:
+    """One readable line: 'Cedar & Smoke — sku: WW-101; price: 32.00; status: active; ...'."""
+    parts = [f"{k.replace('_', ' ')}: {v.replace('_', ' ') if k == 'status' else v}"
+             for k, v in facts.items() if k != "name"]
+    return f"{facts.get('name', '')} — " + "; ".join(parts)
+
+
+def read_products(name: str, text: str, warnings: list[str], seen: dict[str, str]) -> list[tuple[int, dict]]:
+    """Products of one CSV file as (line, facts); ``seen`` maps SKU (casefolded) -> where it was first."""
+    records = _records(name, text, warnings)
+    header = next(records, None)
+    if header is None:
+        warnings.append(f"{name}: empty, no products read")
+        return []
+    columns = _columns(name, header[1], warnings)
+    if sniff(text) == "shopify":
+        return _shopify(name, header[1], columns, records, warnings, seen)
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        warnings.append(f"{name}: missing required column(s) {', '.join(missing)}; no products read from it")
+        return []
+    products = []
+    for line, row in _rows(name, columns, len(header[1]), records, warnings):
+        where = f"{name} line {line}"
+        if not row["sku"]:
+            warnings.append(f"{where}: no SKU; row skipped")
+            continue
+        if not row["name"]:
+            warnings.append(f"{where}: {row['sku']} has no name; row skipped")
+            continue
+        if not _first(row["sku"], where, seen, warnings):
+            continue
+        facts = {k: row[k] for k in REQUIRED if row[k]} | {k: v for k, v in row.items() if v and k not in REQUIRED}
+        price = parse_price(row["price"]) if row["price"] else None
+        if price:
+            facts["price"] = price[0]
+            if price[1]:
+                facts.setdefault("currency", price[1])
+        else:
+            facts.pop("price", None)
+            warnings.append(f"{where}: price {row['price']!r} of {row['sku']} is not a price; kept without a price"
+                            if row["price"] else f"{where}: {row['sku']} has no price; kept without a price")
+        status = normalize_status(row["status"])
+        if status is None:
+            warnings.append(f"{where}: status {row['status']!r} of {row['sku']} is not one of "
+                            f"{', '.join(STATUSES)}; read as unknown, so the bot won't promise availability")
+        facts["status"] = status or "unknown"
+        if row.get("restock_date") and not (restock := iso_date(row["restock_date"])):
+            warnings.append(f"{where}: restock_date {row['restock_date']!r} is not an ISO date (YYYY-MM-DD); dropped")
+            del facts["restock_date"]
+        elif row.get("restock_date"):
+            facts["restock_date"] = restock
+        products.append((line, facts))
+    return products
+
+
+def _delimiter(text: str) -> str:
+    first = text[:text.find("\n")] if "\n" in text else text
+    return max(",;\t", key=first.count)  # "a;b;c" from a European spreadsheet; a tie keeps ","
+
+
+def _records(name: str, text: str, warnings: list[str]):
+    """(first line, fields) of every non-blank record; a malformed record is skipped with a warning."""
+    reader = csv.reader(io.StringIO(text, newline="\n"), delimiter=_delimiter(text), strict=True)
+    line = 0
+    while True:
+        start = line + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if "end of data" in str(exc):
+                warnings.append(f"{name} line {start}: a quote opened here is never closed; the rest is ignored")
+                return
+            warnings.append(f"{name} line {start}: broken quoting ({exc}); row skipped")
+            if reader.line_num <= line:
+                return
+            fields = []
+        line = reader.line_num
+        if any(f.strip() for f in fields):
+            yield start, fields
+
+
+def _columns(name: str, header: list[str], warnings: list[str]) -> dict[str, int]:
+    columns: dict[str, int] = {}
+    for i, raw in enumerate(header):
+        column = column_name(raw)
+        if column in columns:
+            warnings.append(f"{name} line 1: column {raw.strip()!r} repeats {column!r}; the first one is used")
+        elif column:
+            columns[column] = i
+    return columns
+
+
+def _rows(name, columns, width, records, warnings):
+    """(line, {column: stripped value}) for records whose field count is usable."""
+    for line, fields in records:
+        if len(fields) != width:
+            extra = len(fields) > width and any(f.strip() for f in fields[width:])
+            warnings.append(f"{name} line {line}: {len(fields)} fields but the header has {width}; "
+                            + ("row skipped (an unquoted comma?)" if extra else "the missing ones read as empty"))
+            if extra:
+                continue
+        yield line, {c: fields[i].strip() if i < len(fields) else "" for c, i in columns.items()}
+
+
+def _first(sku: str, where: str, seen: dict[str, str], warnings: list[str]) -> bool:
+    key = sku.casefold()
+    if key in seen:
+        warnings.append(f"{where}: duplicate SKU {sku} (first at {seen[key]}); this row is skipped")
+        return False
+    seen[key] = where
+    return True
+
+
+def _shopify(name, header, columns, records, warnings, seen) -> list[tuple[int, dict]]:
+    metafields = {}
+    for raw in header:
+        match = METAFIELD.match(raw.strip())
+        if match and match.group(2) != "mm-google-shopping" and column_name(match.group(1)):
+            metafields.setdefault(column_name(match.group(1)), column_name(raw))
+    has_tracker = any(c in columns for c in SHOPIFY["tracker"])
+    groups: dict[str, list[tuple[int, dict]]] = {}
+    handle = ""
+    for line, row in _rows(name, columns, len(header), records, warnings):
+        values = {ours: next((row[c] for c in names if c in columns), "") for ours, names in SHOPIFY.items()}
+        values["tracked"] = bool(values["tracker"]) or not has_tracker
+        values["meta"] = {label: row[c] for label, c in metafields.items() if row.get(c)}
+        handle = values["handle"] or handle  # image rows of some exports leave the handle blank
+        if not handle:
+            warnings.append(f"{name} line {line}: no Handle; row skipped")
+            continue
+        groups.setdefault(handle, []).append((line, values))
+    products = [p for handle, rows in groups.items() if (p := _shopify_product(name, handle, rows, warnings))]
+    # an archived product often shares its SKU with the one that replaced it: the live one wins
+    ranked = sorted(products, key=lambda p: p[1]["status"] == "discontinued")
+    kept = {id(p) for p in ranked if _first(p[1]["sku"], f"{name} line {p[0]}", seen, warnings)}
+    return [p for p in products if id(p) in kept]
+
+
+def _shopify_product(name: str, handle: str, rows: list[tuple[int, dict]], warnings: list[str]):
+    where = f"{name} line {rows[0][0]}"
+    first = next((r for _, r in rows if r["title"]), rows[0][1])
+    if not first["title"]:
+        warnings.append(f"{where}: product {handle} has no Title; skipped")
+        return None
+    status = _shopify_status(first, where, handle, warnings)
+    if status is None:
+        return None
+    variants = [(line, r) for line, r in rows if r["sku"] or r["price"] or r["option1_value"]]
+    facts = {"sku": next((r["sku"] for _, r in variants if r["sku"]), handle), "name": first["title"]}
+    prices, described, sold_out, currency = [], [], [], ""
+    for line, r in variants:
+        parsed = parse_price(r["price"]) if r["price"] else None
+        if r["price"] and not parsed:
+            warnings.append(f"{name} line {line}: variant price {r['price']!r} of {handle} is not a price; ignored")
+        if parsed:
+            prices.append(Decimal(parsed[0]))
+            currency = currency or parsed[1]
+        sold_out.append(_sold_out(r))
+        options = [r[f"option{i}_value"] for i in (1, 2, 3) if r[f"option{i}_value"]]
+        label = " / ".join(options) if options and options != ["Default Title"] else first["title"]
+        money = (f"{parsed[0]} {parsed[1]}" if parsed[1] else f"${parsed[0]}") if parsed else "no price"
+        notes = ", ".join(n for n in (f"SKU {r['sku']}" if r["sku"] else "", "sold out" if sold_out[-1] else "") if n)
+        described.append(f"{label}: {money}" + (f" ({notes})" if notes else ""))
+    if prices:
+        facts["price"] = str(min(prices))
+    else:
+        warnings.append(f"{where}: {handle} has no variant price; kept without a price")
+    facts["status"] = "out_of_stock" if status == "active" and variants and all(sold_out) else status
+    if currency:
+        facts["currency"] = currency
+    if description := html_to_text(first["body"]):
+        facts["description"] = description
+    for ours, key in (("vendor", "vendor"), ("type", "type"), ("tags", "tags"), ("category", "product_category")):
+        if first[ours]:
+            facts[key] = first[ours]
+    for i in (1, 2, 3):
+        option = first[f"option{i}_name"]
+        values = list(dict.fromkeys(r[f"option{i}_value"] for _, r in variants
+                                    if r[f"option{i}_value"] and r[f"option{i}_value"] != "Default Title"))
+        if option and option.lower() != "title" and values:
+            key = column_name(option) or f"option{i}"
+            facts[f"option_{key}" if key in RESERVED or key in facts else key] = ", ".join(values)
+    if len(described) > 1 or any(r["option1_value"] not in ("", "Default Title") for _, r in variants):
+        facts["variants"] = "; ".join(described)
+    grams = {_grams(r["grams"]) for _, r in variants} - {None}
+    if len(grams) == 1:
+        facts["weight"] = f"{grams.pop()} g"
+    for label, value in first["meta"].items():
+        facts.setdefault(label, value)
+    facts["handle"] = handle
+    return rows[0][0], facts
+
+
+def _shopify_status(first: dict, where: str, handle: str, warnings: list[str]) -> str | None:
+    """Our status from Shopify's Status (Published in older exports); None: not for sale, skip it."""
+    raw = first["status"].strip().lower()
+    if not raw:
+        raw = "unpublished" if first["published"].strip().lower() in ("false", "no", "0") else "active"
+    if raw in ("draft", "unpublished"):
+        warnings.append(f"{where}: {handle} is {'a draft' if raw == 'draft' else 'not published'} in Shopify; skipped")
+        return None
+    status = {"active": "active", "unlisted": "active", "archived": "discontinued"}.get(raw)
+    if status is None:
+        warnings.append(f"{where}: Shopify status {first['status']!r} of {handle} is unknown; read as unknown")
+    return status or "unknown"
+
+
+def _sold_out(variant: dict) -> bool:
+    """Tracked, nothing left, and Shopify may not oversell it (policy deny, Shopify's default)."""
+    try:
+        quantity = float(variant["qty"]) if variant["qty"] else None
+    except ValueError:
+        quantity = None
+    oversell = variant["policy"].strip().lower() in ("continue", "true", "yes")
+    return variant["tracked"] and quantity is not None and quantity <= 0 and not oversell
+
+
+def _grams(raw: str) -> str | None:
+    try:
+        value = Decimal(raw)
+    except (InvalidOperation, ValueError):
+        return None
+    return f"{value.normalize():f}" if value > 0 else None
