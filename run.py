@@ -3,6 +3,8 @@
 
     python run.py [--config settings.toml]            run the daemon (mail, jobs, web pages)
     python run.py [--config …] check                   validate settings and the database, then exit
+    python run.py ingest [--knowledge DIR]              (re)build the knowledge index
+    python run.py search "question" [--k 5] [--knowledge DIR] [--json]
 """
 from __future__ import annotations
 
@@ -21,17 +23,8 @@ from responder.logs import setup_logging  # noqa: E402
 log = logging.getLogger("deskhand")
 
 
-def build_context(settings):
-    from responder.db import Database
-    from responder.drafting import make_drafter
-    from responder.jobs import Context
-
-    db = Database(settings.database_url)
-    db.migrate()
-    return Context(settings=settings, db=db, drafter=make_drafter(settings))
-
-
 def cmd_daemon(settings) -> int:
+    from responder.context import build_context
     from responder.daemon import Daemon
     from responder.web import create_app
 
@@ -44,6 +37,8 @@ def cmd_daemon(settings) -> int:
 
 
 def cmd_check(settings) -> int:
+    from responder.context import build_context
+
     ctx = build_context(settings)
     print(f"settings ok; database ready at {settings.database_url.split('@')[-1]}; "
           f"email {'on' if settings.email.imap_enabled else 'off'}")
@@ -57,14 +52,27 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("daemon", help="run the daemon (the default)")
     sub.add_parser("check", help="validate settings and migrate the database")
+    ingest = sub.add_parser("ingest", help="(re)build the knowledge index and print counts and warnings")
+    ingest.add_argument("--knowledge", help="knowledge folder (default: [knowledge] dir)")
+    search = sub.add_parser("search", help="ranked knowledge hits for a question")
+    search.add_argument("question")
+    search.add_argument("--k", type=int, default=5)
+    search.add_argument("--knowledge", help="knowledge folder (default: [knowledge] dir)")
+    search.add_argument("--mode", choices=["hybrid", "fts", "vector"], default="hybrid")
+    search.add_argument("--kind", action="append", choices=["faq", "policy", "product", "example"],
+                        help="only these kinds (repeatable; default: faq, policy and product)")
+    search.add_argument("--json", action="store_true", help="one JSON object per line")
     args = parser.parse_args(argv)
 
     from responder.settings import load_settings
     try:
         settings = load_settings(args.config)
         setup_logging(settings.log.level)
-        handler = {"check": cmd_check}.get(args.command, cmd_daemon)
-        return handler(settings)
+        from responder import commands
+
+        handlers = {"check": lambda s, a: cmd_check(s), "ingest": commands.cmd_ingest,
+                    "search": commands.cmd_search}
+        return handlers.get(args.command, lambda s, a: cmd_daemon(s))(settings, args)
     except ConfigError as exc:
         print(f"Deskhand cannot start: {exc}", file=sys.stderr)
         return 2

@@ -19,6 +19,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from channels.email.imap import IMAP_ERRORS, IdleWatcher
 from responder import jobs
+from responder.catalog_sync import sync_catalog_job
+from responder.context import Context
 from responder.errors import ConfigError
 
 log = logging.getLogger("deskhand.daemon")
@@ -74,7 +76,7 @@ class _Server(uvicorn.Server):
 
 
 class Daemon:
-    def __init__(self, ctx: jobs.Context, app=None):
+    def __init__(self, ctx: Context, app=None):
         self.ctx = ctx
         self.app = app
         self.stop_event: asyncio.Event | None = None
@@ -86,6 +88,9 @@ class Daemon:
                               on_work=self.send.kick)
         self.poll = Worker("poll", lambda: asyncio.to_thread(jobs.poll_mailbox, ctx),
                            on_work=self.process.kick) if cfg.imap_enabled else None
+        self.knowledge = Worker("knowledge", lambda: asyncio.to_thread(ctx.retriever.refresh))
+        self.catalog = Worker("catalog", lambda: asyncio.to_thread(sync_catalog_job, ctx.settings),
+                              on_work=self.knowledge.kick)
 
     def stop(self) -> None:
         log.info("stopping: finishing the work in flight")
@@ -102,7 +107,7 @@ class Daemon:
         self.describe()
         scheduler = AsyncIOScheduler(timezone=timezone.utc)
         now = datetime.now(timezone.utc)
-        workers = [w for w in (self.poll, self.process, self.send) if w]
+        workers = [w for w in (self.poll, self.process, self.send, self.knowledge, self.catalog) if w]
         if self.poll:
             scheduler.add_job(self.poll.tick, "interval", seconds=self.ctx.settings.email.poll_interval_s,
                               next_run_time=now, id="poll")
@@ -112,6 +117,11 @@ class Daemon:
                 self.idle.start()
         scheduler.add_job(self.process.tick, "interval", seconds=5, next_run_time=now, id="process")
         scheduler.add_job(self.send.tick, "interval", seconds=10, next_run_time=now, id="send")
+        knowledge = self.ctx.settings.knowledge
+        scheduler.add_job(self.knowledge.tick, "interval", seconds=knowledge.refresh_s, id="knowledge")
+        if knowledge.catalog_source:
+            scheduler.add_job(self.catalog.tick, "interval", minutes=knowledge.catalog_sync_minutes,
+                              next_run_time=now, id="catalog")
         scheduler.start()
         server_task = None
         if self.app is not None:

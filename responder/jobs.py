@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlmodel import col, or_, select
@@ -19,7 +17,8 @@ from channels.email.imap import ANSWERED, STORED_KEYWORD, ImapMailbox
 from channels.email.smtp import SmtpSender
 from responder import outbox
 from responder.clock import as_utc, utcnow
-from responder.db import Database, claim
+from responder.context import Context
+from responder.db import claim
 from responder.errors import PermanentError, TransientError
 from responder.intake import store_inbound_email
 from responder.models import Draft, MailboxCursor, Message, MessageStatus, Outbox, OutboxStatus
@@ -27,14 +26,6 @@ from responder.pipeline import process_email
 
 log = logging.getLogger("deskhand.jobs")
 PROCESS_BACKOFF = [timedelta(seconds=s) for s in (10, 60, 300)]
-
-
-@dataclass
-class Context:
-    settings: object
-    db: Database
-    drafter: object
-    stopping: threading.Event = field(default_factory=threading.Event)
 
 
 # --- poll -------------------------------------------------------------------------------------
@@ -147,7 +138,7 @@ def process_pending(ctx: Context, limit: int = 100) -> int:
             try:
                 with session.begin_nested():
                     process_email(session=session, message=message, settings=ctx.settings,
-                                  drafter=ctx.drafter)
+                                  drafter=ctx.drafter, retriever=ctx.retriever)
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 log.exception("processing message %s failed", message.id)

@@ -125,6 +125,7 @@ class Draft(SQLModel, table=True):
     reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     sources: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     backend: str = ""
+    knowledge_version: str = Field(default="", max_length=64)  # which knowledge it was drafted from
     created_at: datetime = Field(default_factory=utcnow)
     decided_at: Optional[datetime] = None
 

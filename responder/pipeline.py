@@ -37,17 +37,20 @@ class Work:
     automated: str | None = None
     customer: Customer | None = None
     thread: Thread | None = None
+    hits: list = field(default_factory=list)
+    knowledge_version: str = ""
     draft: DraftResult | None = None
     decision: Decision | None = None
     notes: list[str] = field(default_factory=list)
 
 
-def process_email(*, session: Session, message: Message, settings, drafter) -> Draft:
+def process_email(*, session: Session, message: Message, settings, drafter, retriever) -> Draft:
     work = Work(message=message)
     parse(work)
     detect_automated(work, settings)
     if not work.automated:
         resolve(work, session)
+        retrieve(work, retriever)
         draft_reply(work, session, drafter)
     route(work, session, settings)
     return store_outcome(work, session, settings)
@@ -103,11 +106,21 @@ def resolve(work: Work, session: Session) -> None:
     work.message.customer_id, work.message.thread_id = work.customer.id, work.thread.id
 
 
+def question_of(work: Work) -> str:
+    text = (work.parsed.new_text or work.parsed.text).strip()
+    return f"{work.parsed.subject}\n{text}" if len(text) < 40 and work.parsed.subject else text
+
+
+def retrieve(work: Work, retriever) -> None:
+    work.hits = retriever.search(question_of(work)[:MAX_DRAFT_INPUT], k=5)
+    work.knowledge_version = retriever.version
+
+
 def draft_reply(work: Work, session: Session, drafter) -> None:
     history = thread_history(session=session, thread_id=work.thread.id, before_id=work.message.id)
     text = (work.parsed.new_text or work.parsed.text).strip()
     request = DraftRequest(text=text[:MAX_DRAFT_INPUT] or work.parsed.subject, subject=work.parsed.subject,
-                           channel="email", customer_name=work.customer.name,
+                           channel="email", customer_name=work.customer.name, hits=tuple(work.hits),
                            history=tuple(Turn(m.direction, m.new_text or m.text) for m in history))
     # A backend that raises fails the whole unit: the job retries it and, after
     # max_process_attempts, quarantines it with the error (never a silent skip).
@@ -138,7 +151,7 @@ def store_outcome(work: Work, session: Session, settings) -> Draft:
     draft = Draft(message_id=msg.id, thread_id=msg.thread_id, route=decision.route, status=status,
                   text=result.reply if result else "", confidence=result.confidence if result else None,
                   reasons=reasons, sources=result.sources if result else [],
-                  backend=result.backend if result else "")
+                  backend=result.backend if result else "", knowledge_version=work.knowledge_version)
     session.add(draft)
     session.flush()
     if decision.route == Route.AUTO:

@@ -47,6 +47,19 @@ class StoreSettings(Section):
 
 class KnowledgeSettings(Section):
     dir: Path = Path("knowledge")
+    # How often to look for edits in the folder (a cheap mtime check; changed entries re-embedded).
+    refresh_s: float = Field(30.0, gt=0)
+    # Optional catalog feed: a CSV URL or path copied to <dir>/catalog.csv every catalog_sync_minutes.
+    catalog_source: str = ""
+    catalog_sync_minutes: float = Field(60.0, gt=0)
+
+
+class EmbeddingsSettings(Section):
+    provider: Literal["local", "openai"] = "local"
+    model: str = "text-embedding-3-small"   # openai only; local is always all-MiniLM-L6-v2
+    dim: int = Field(1536, ge=8)            # openai only
+    base_url: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
 
 
 class DatabaseSettings(Section):
@@ -132,6 +145,7 @@ class Settings(BaseSettings):
 
     store: StoreSettings = StoreSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
+    embeddings: EmbeddingsSettings = EmbeddingsSettings()
     database: DatabaseSettings = DatabaseSettings()
     llm: LLMSettings = LLMSettings()
     email: EmailSettings = EmailSettings()

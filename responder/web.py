@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from sqlmodel import func, select
 
-from responder.jobs import Context
+from responder.context import Context
 from responder.models import Draft, Message, Outbox
 from responder.templating import render
 

@@ -18,9 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from responder.db import Database  # noqa: E402
-from responder.drafting import make_drafter  # noqa: E402
-from responder.jobs import Context, poll_mailbox, process_pending, send_email_outbox  # noqa: E402
+from responder.context import Context, build_context  # noqa: E402
+from responder.jobs import poll_mailbox, process_pending, send_email_outbox  # noqa: E402
 from responder.settings import load_settings  # noqa: E402
 
 PASSWORD_ENV = "DESKHAND_TEST_IMAP_PASSWORD"
@@ -28,12 +27,12 @@ _counter = itertools.count(1)
 
 
 def write_settings(folder: Path, *, database_url: str, dovecot=None, smtp=None, extra: str = "",
-                   email_extra: str = "", web_port: int = 0) -> Path:
+                   email_extra: str = "", web_port: int = 0, knowledge_dir: Path | None = None) -> Path:
     """A settings.toml for one test: the sample shop, the test servers, the test database."""
     lines = [
         "[store]", 'name = "Wick & Willow Candle Co."', 'owner_name = "Maya"',
         'support_email = "shop@example.test"', 'timezone = "UTC"',
-        "[knowledge]", f'dir = "{ROOT / "knowledge"}"',
+        "[knowledge]", f'dir = "{knowledge_dir or ROOT / "knowledge"}"', "refresh_s = 1",
         "[database]", f'url = "{database_url}"', f'data_dir = "{folder / "data"}"',
         "[web]", 'host = "127.0.0.1"', f"port = {web_port}",
         "[email]", f'password_env = "{PASSWORD_ENV}"', 'from_address = "shop@example.test"',
@@ -55,10 +54,7 @@ def write_settings(folder: Path, *, database_url: str, dovecot=None, smtp=None, 
 
 
 def make_context(path: Path, drafter=None) -> Context:
-    settings = load_settings(path)
-    db = Database(settings.database_url)
-    db.migrate()
-    return Context(settings=settings, db=db, drafter=drafter or make_drafter(settings))
+    return build_context(load_settings(path), drafter=drafter)
 
 
 def run_until_idle(ctx: Context, rounds: int = 20) -> None:

@@ -154,3 +154,36 @@ def _http_ok(port: int) -> bool:
         return urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200
     except OSError:
         return False
+
+
+def test_editing_a_price_changes_the_next_answer_without_a_restart(tmp_path, monkeypatch, dovecot,
+                                                                     smtp_capture):
+    import shutil
+
+    monkeypatch.setenv(PASSWORD_ENV, dovecot.password)
+    knowledge = tmp_path / "knowledge"
+    shutil.copytree(ROOT / "knowledge", knowledge)
+    config = write_settings(tmp_path, database_url=f"sqlite:///{tmp_path / 'd.sqlite3'}", dovecot=dovecot,
+                            smtp=smtp_capture, knowledge_dir=knowledge)
+    db = Database(f"sqlite:///{tmp_path / 'd.sqlite3'}")
+    proc = start_daemon(config, tmp_path / "daemon.log")
+    try:
+        wait_until(lambda: _cursor_ready(db), 90, "the daemon's first poll")
+        dovecot.append(customer_mail("How much is the Amber Noir candle?", sender="a@customer.test"))
+        [first] = smtp_capture.wait_for(1, timeout=30)
+        assert "$48.00" in first.message().get_body(("plain",)).get_content()
+        catalog = knowledge / "catalog.csv"
+        catalog.write_text(catalog.read_text().replace("WW-104,Amber Noir,48.00", "WW-104,Amber Noir,52.00"))
+        time.sleep(3)  # the refresh job looks every second ([knowledge] refresh_s = 1)
+        dovecot.append(customer_mail("How much is the Amber Noir candle?", sender="b@customer.test"))
+        second = smtp_capture.wait_for(2, timeout=30)[1]
+        body = second.message().get_body(("plain",)).get_content()
+        assert "$52.00" in body and "$48.00" not in body
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        db.dispose()
+    with Database(f"sqlite:///{tmp_path / 'd.sqlite3'}").transaction() as session:
+        versions = [d.knowledge_version for d in session.exec(select(Draft).order_by(Draft.id)).all()]
+    assert len(versions) == 2 and versions[0] != versions[1] and all(versions)

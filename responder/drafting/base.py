@@ -18,6 +18,7 @@ class DraftRequest:
     channel: str = "email"
     customer_name: str = ""
     history: tuple[Turn, ...] = ()
+    hits: tuple = ()     # retrieve.Hit, best first: the only facts a reply may use
 
 
 @dataclass

@@ -1,68 +1,59 @@
-"""The offline drafter: answers from the knowledge folder with no model and no network.
+"""The offline drafter: answers from retrieved knowledge with no model and no network.
 
-Stand-in until hybrid retrieval lands: entries are ranked by IDF-weighted word overlap with the
-customer's question (titles count double), and the best FAQ/policy entry's opening sentences
-become the reply. Confidence is the share of the question's weighted words the entry covers, so
-a question the knowledge does not speak to gets a low score and goes to the owner, never a guess.
+Runs after retrieval. The best hit decides the answer: a FAQ or policy section gives its
+opening sentences, a product gives its name, price and what its status allows us to say. A
+question the knowledge does not speak to (best cosine similarity below ``MIN_SIMILARITY``) gets
+no answer and a reason, never a guess. Confidence grows with the best hit's similarity.
 """
 from __future__ import annotations
 
-import math
 import re
-from collections import Counter
 
 from responder.drafting.base import DraftRequest, DraftResult
-from responder.knowledge import Entry, load_knowledge
 
-STOPWORDS = set("""a an the and or but if of to in on at by for with from as is are was were be been
-being do does did doing have has had having i me my we our you your he she it its they them their this
-that these those what which who whom when where why how can could would should will shall may might
-must just so than too very not no yes please hi hello hey thanks thank there here about into out up
-down over under again any all some more most other such only own same also get got any im i'm you're
-dont don't ok okay one""".split())
-WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+MIN_SIMILARITY = 0.30   # below: the knowledge does not speak to the question
+SURE_SIMILARITY = 0.60  # at or above: as sure as this drafter gets
+AVAILABILITY = {
+    "active": "It's in stock.",
+    "out_of_stock": "It's out of stock right now.",
+    "preorder": "It's available for pre-order.",
+    "discontinued": "It's been discontinued, so we can't order more.",
+}
 
 
-def words(text: str) -> list[str]:
-    out = []
-    for word in WORD.findall(text.lower()):
-        if word in STOPWORDS or len(word) < 2:
-            continue
-        out.append(word[:-1] if len(word) > 4 and word.endswith("s") and not word.endswith("ss") else word)
-    return out
+def product_answer(facts: dict[str, str]) -> str:
+    name = facts.get("name", "That product")
+    parts = [f"{name} is ${facts['price']}." if facts.get("price") else f"{name}:"]
+    status = facts.get("status", "")
+    parts.append(AVAILABILITY.get(status, "I'll check whether it's available."))
+    if status in ("out_of_stock", "preorder") and facts.get("restock_date"):
+        parts.append(f"We expect it on {facts['restock_date']}.")
+    if facts.get("description"):
+        parts.append(facts["description"])
+    return " ".join(parts)
 
 
 class OfflineDrafter:
     name = "offline"
 
-    def __init__(self, settings) -> None:
-        knowledge = load_knowledge(settings.knowledge_dir)
-        self.entries: list[Entry] = knowledge.of_kind("faq", "policy")
-        self.warnings = knowledge.warnings
-        docs = [set(words(e.title + " " + e.text)) for e in self.entries]
-        frequency = Counter(w for doc in docs for w in doc)
-        self.idf = {w: math.log(1 + len(docs) / n) for w, n in frequency.items()}
-        self.index = [(Counter(words(e.title)), set(words(e.text))) for e in self.entries]
+    def __init__(self, settings=None) -> None:
+        self.settings = settings
 
     def draft(self, request: DraftRequest) -> DraftResult:
-        question = set(words(f"{request.subject} {request.text}" if len(request.text) < 40 else request.text))
-        weight = {w: self.idf.get(w, 0.0) for w in question}
-        total = sum(weight.values())
-        if not self.entries:
-            return DraftResult("", 0.0, reasons=["the knowledge folder has no FAQ or policy entries"],
+        hits = [h for h in request.hits if h.kind != "example"]
+        if not hits:
+            return DraftResult("", 0.0, reasons=["nothing in the knowledge matches the question"],
                                backend=self.name)
-        if total == 0:
-            return DraftResult("", 0.0, reasons=["no question the knowledge speaks to"], backend=self.name)
-        scored = []
-        for entry, (title, body) in zip(self.entries, self.index):
-            covered = sum(wt for w, wt in weight.items() if w in title or w in body)
-            bonus = sum(wt for w, wt in weight.items() if w in title)
-            scored.append((covered + bonus, covered / total, entry))
-        scored.sort(key=lambda item: item[0], reverse=True)
-        _, coverage, best = scored[0]
-        confidence = round(min(1.0, coverage), 3)
-        reasons = [] if confidence >= 0.5 else [f"weak match with the knowledge ({confidence:.2f})"]
-        sentences = SENTENCE.split(best.text.strip())
-        reply = " ".join(sentences[:3]).strip()
-        return DraftResult(reply, confidence, [best.source], reasons, self.name)
+        best = hits[0]
+        if best.similarity < MIN_SIMILARITY:
+            return DraftResult("", round(best.similarity, 3), [best.source],
+                               [f"no knowledge above {MIN_SIMILARITY:.2f} similarity "
+                                f"(best: {best.source} at {best.similarity:.2f})"], self.name)
+        if best.kind == "product":
+            reply = product_answer(best.facts)
+        else:
+            body = best.text.split("\n", 1)[1] if best.text.startswith(best.title) else best.text
+            reply = " ".join(SENTENCE.split(body.strip())[:3]).strip()
+        confidence = min(1.0, 0.5 + 0.5 * (best.similarity - MIN_SIMILARITY) / (SURE_SIMILARITY - MIN_SIMILARITY))
+        return DraftResult(reply, round(max(0.0, confidence), 3), [best.source], [], self.name)

@@ -1,0 +1,155 @@
+"""The knowledge index and hybrid retrieval, with the real local MiniLM model and LanceDB."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import ROOT
+from responder.embeddings import LocalEmbedder
+from responder.index import KnowledgeIndex
+from responder.retrieve import Retriever, open_retriever
+
+HARBOR = ROOT.parent / "shared" / "eval" / "harbor" / "knowledge"
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    return LocalEmbedder()
+
+
+@pytest.fixture
+def shop(tmp_path) -> Path:
+    folder = tmp_path / "knowledge"
+    shutil.copytree(ROOT / "knowledge", folder)
+    return folder
+
+
+@pytest.fixture
+def retriever(shop, tmp_path, embedder) -> Retriever:
+    return open_retriever(shop, tmp_path / "data", embedder)
+
+
+def top(retriever, question, k=3):
+    return [hit.source for hit in retriever.search(question, k=k)]
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("will it get to me by friday if I order today?", "faq.md#When will my order ship?"),
+    ("what does delivery cost", "faq.md#How much is shipping?"),
+    ("can I return a candle if my wife hates the smell", "policies.md#Returns"),
+    ("my candle showed up cracked in half", "policies.md#Damaged or broken items"),
+    ("do you deliver to toronto", "faq.md#Do you ship internationally?"),
+    ("is it ok to burn these around my cat", "faq.md#Are your candles safe for pets?"),
+    ("cedar smoke candle price", "catalog.csv#WW-101"),
+    ("how much is WW-104", "catalog.csv#WW-104"),
+    ("is lavendar fields still around", "catalog.csv#WW-102"),
+])
+def test_paraphrased_questions_find_the_right_entry(retriever, question, expected):
+    # First place for most; the benchmark (bench/retrieval.py) measures recall@1 and @3 at scale.
+    assert expected in top(retriever, question, k=3)
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("what does delivery cost", "faq.md#How much is shipping?"),
+    ("my candle showed up cracked in half", "policies.md#Damaged or broken items"),
+    ("is it ok to burn these around my cat", "faq.md#Are your candles safe for pets?"),
+    ("cedar smoke candle price", "catalog.csv#WW-101"),
+    ("how much is WW-104", "catalog.csv#WW-104"),
+    ("is lavendar fields still around", "catalog.csv#WW-102"),
+])
+def test_clear_questions_find_the_right_entry_first(retriever, question, expected):
+    assert top(retriever, question, k=1) == [expected]
+
+
+def test_the_blue_one_finds_blue_products(retriever):
+    sources = top(retriever, "I ordered the blue one", k=3)
+    assert set(sources[:2]) == {"catalog.csv#WW-103", "catalog.csv#WW-107"}
+
+
+def test_hits_carry_similarity_and_modes_differ(retriever):
+    [hit] = retriever.search("How much is shipping?", k=1)
+    assert hit.kind == "faq" and hit.similarity > 0.5 and hit.score > 0
+    assert retriever.search("How much is shipping?", k=1, mode="fts")[0].source == hit.source
+    assert retriever.search("How much is shipping?", k=1, mode="vector")[0].source == hit.source
+    assert retriever.search("zzzz qqqq", k=3, mode="fts") == []
+    with pytest.raises(ValueError):
+        retriever.search("x", mode="bogus")
+
+
+def test_incremental_sync_embeds_only_what_changed(shop, tmp_path, embedder):
+    index = KnowledgeIndex(shop, tmp_path / "data", embedder)
+    first = index.sync()
+    assert first.added == first.counts["faq"] + first.counts["policy"] + first.counts["product"] + \
+        first.counts["example"] and first.removed == 0
+    again = KnowledgeIndex(shop, tmp_path / "data", embedder).sync()
+    assert (again.added, again.removed, again.unchanged) == (0, 0, first.added)
+    assert again.version == first.version
+
+    catalog = shop / "catalog.csv"
+    catalog.write_text(catalog.read_text().replace("WW-104,Amber Noir,48.00", "WW-104,Amber Noir,52.00"))
+    edited = index.sync()
+    assert (edited.added, edited.removed) == (1, 0) and edited.version != first.version
+    lines = [line for line in catalog.read_text().splitlines() if not line.startswith("WW-103,")]
+    catalog.write_text("\n".join(lines) + "\n")
+    removed = index.sync()
+    assert (removed.added, removed.removed) == (0, 1)
+    assert "catalog.csv#WW-103" not in [h.source for h in Retriever(index).search("sea salt and fig", k=5)]
+
+
+def test_refresh_notices_edits_without_being_forced(retriever, shop):
+    assert retriever.refresh() is None  # nothing changed
+    (shop / "faq.md").write_text((shop / "faq.md").read_text() +
+                                 "\n## Do you offer candle refills?\nYes, refills of any jar are $15.\n")
+    report = retriever.refresh()
+    assert report is not None and report.added == 1
+    assert top(retriever, "can you refill my empty jar", k=1) == ["faq.md#Do you offer candle refills?"]
+
+
+def test_corrupt_or_missing_index_is_rebuilt(shop, tmp_path, embedder):
+    index = KnowledgeIndex(shop, tmp_path / "data", embedder)
+    index.sync()
+    for manifest in (index.path / "entries.lance" / "_versions").iterdir():
+        manifest.write_bytes(b"garbage")
+    report = KnowledgeIndex(shop, tmp_path / "data", embedder).sync()
+    assert report.rebuilt and report.added > 0
+    shutil.rmtree(index.path)
+    assert KnowledgeIndex(shop, tmp_path / "data", embedder).sync().rebuilt
+
+
+def test_empty_folder_gives_no_hits(tmp_path, embedder):
+    (tmp_path / "empty").mkdir()
+    retriever = open_retriever(tmp_path / "empty", tmp_path / "data", embedder)
+    assert retriever.search("How much is shipping?") == []
+
+
+@pytest.mark.skipif(not HARBOR.is_dir(), reason="../shared/eval/harbor is not beside this clone")
+def test_public_store_ingests_and_answers(tmp_path, embedder):
+    retriever = open_retriever(HARBOR, tmp_path / "data", embedder)
+    assert top(retriever, "can you send a mug to Toronto?", k=1) == ["faq.md#Do you ship outside the US?"]
+    assert top(retriever, "how much does the big harbor mug hold", k=1) == ["catalog.csv#HC-102"]
+
+
+def test_search_command_prints_json_lines(shop, tmp_path):
+    config = tmp_path / "settings.toml"
+    config.write_text(f'[knowledge]\ndir = "{shop}"\n[database]\ndata_dir = "{tmp_path / "data"}"\n')
+    run = [sys.executable, str(ROOT / "run.py"), "--config", str(config)]
+    ingest = subprocess.run(run + ["ingest"], capture_output=True, text=True, timeout=120)
+    assert ingest.returncode == 0, ingest.stderr
+    assert "product" in ingest.stdout and "embedded" in ingest.stdout
+    result = subprocess.run(run + ["search", "how much is delivery", "--k", "3", "--json"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 3 and rows[0]["source"] == "faq.md#How much is shipping?"
+    assert set(rows[0]) >= {"source", "kind", "text", "score"} and rows[0]["kind"] == "faq"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "faq.md").write_text("# Other\n\n## Do you sell soap?\nYes, goat milk soap for $8.\n")
+    result = subprocess.run(run + ["search", "soap", "--knowledge", str(other), "--json"],
+                            capture_output=True, text=True, timeout=120)
+    assert json.loads(result.stdout.splitlines()[0])["source"] == "faq.md#Do you sell soap?"
