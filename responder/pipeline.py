@@ -39,6 +39,7 @@ class Work:
     thread: Thread | None = None
     hits: list = field(default_factory=list)
     knowledge_version: str = ""
+    knowledge_empty: bool = False
     draft: DraftResult | None = None
     decision: Decision | None = None
     notes: list[str] = field(default_factory=list)
@@ -114,6 +115,7 @@ def question_of(work: Work) -> str:
 def retrieve(work: Work, retriever) -> None:
     work.hits = retriever.search(question_of(work)[:MAX_DRAFT_INPUT], k=5)
     work.knowledge_version = retriever.version
+    work.knowledge_empty = not retriever.index.entries
 
 
 def draft_reply(work: Work, session: Session, drafter) -> None:
@@ -121,6 +123,7 @@ def draft_reply(work: Work, session: Session, drafter) -> None:
     text = (work.parsed.new_text or work.parsed.text).strip()
     request = DraftRequest(text=text[:MAX_DRAFT_INPUT] or work.parsed.subject, subject=work.parsed.subject,
                            channel="email", customer_name=work.customer.name, hits=tuple(work.hits),
+                           knowledge_empty=work.knowledge_empty,
                            history=tuple(Turn(m.direction, m.new_text or m.text) for m in history))
     # A backend that raises fails the whole unit: the job retries it and, after
     # max_process_attempts, quarantines it with the error (never a silent skip).

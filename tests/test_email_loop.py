@@ -281,3 +281,19 @@ def test_contact_form_relay_is_answered_at_its_reply_to(loop):
     run_until_idle(ctx)
     assert [m.rcpt_tos for m in smtp.messages] == [("casey@customer.test",)]
     assert [d.route for d in rows(ctx, Draft)] == [Route.AUTO, Route.IGNORE]
+
+
+def test_empty_knowledge_sends_everything_to_the_owner_saying_why(tmp_path, monkeypatch, dovecot,
+                                                                  smtp_capture):
+    monkeypatch.setenv(PASSWORD_ENV, dovecot.password)
+    (tmp_path / "empty").mkdir()
+    path = write_settings(tmp_path, database_url=f"sqlite:///{tmp_path / 'd.sqlite3'}", dovecot=dovecot,
+                          smtp=smtp_capture, knowledge_dir=tmp_path / "empty")
+    ctx = make_context(path)
+    poll_mailbox(ctx)
+    dovecot.append(customer_mail("How much is shipping?"))
+    run_until_idle(ctx)
+    [draft] = rows(ctx, Draft)
+    assert smtp_capture.messages == [] and draft.route == Route.REVIEW
+    assert any("knowledge folder is empty" in r for r in draft.reasons), draft.reasons
+    ctx.db.dispose()

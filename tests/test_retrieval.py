@@ -153,3 +153,33 @@ def test_search_command_prints_json_lines(shop, tmp_path):
     result = subprocess.run(run + ["search", "soap", "--knowledge", str(other), "--json"],
                             capture_output=True, text=True, timeout=120)
     assert json.loads(result.stdout.splitlines()[0])["source"] == "faq.md#Do you sell soap?"
+
+
+def test_shopify_export_is_searchable_by_name_and_sku(tmp_path, embedder):
+    folder = tmp_path / "shop"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "knowledge" / "shopify", folder)
+    retriever = open_retriever(folder, tmp_path / "data", embedder)
+    products = [e for e in retriever.index.entries if e.kind == "product"]
+    assert products, retriever.index.warnings
+    product = products[0]
+    assert top(retriever, f"how much is the {product.facts['name']}?", k=1) == [product.source]
+    assert top(retriever, f"do you have {product.facts['sku']} in stock", k=1) == [product.source]
+
+
+def test_catalog_feed_replaces_the_catalog_only_when_it_reads_well(shop, tmp_path):
+    from responder.catalog_sync import sync_catalog, sync_catalog_job
+    from responder.settings import load_settings
+
+    feed = tmp_path / "feed.csv"
+    config = tmp_path / "s.toml"
+    config.write_text(f'[knowledge]\ndir = "{shop}"\ncatalog_source = "feed.csv"\n')
+    settings = load_settings(config)
+    feed.write_text("sku,name,price,status\nWW-900,Birthday Cake,30.00,active\n")
+    assert sync_catalog(settings) is True
+    assert "Birthday Cake" in (shop / "catalog.csv").read_text()
+    assert sync_catalog(settings) is False  # unchanged
+    feed.write_text("<html>503 Service Unavailable</html>\n")
+    assert sync_catalog_job(settings) is False
+    assert "Birthday Cake" in (shop / "catalog.csv").read_text()
+    feed.unlink()
+    assert sync_catalog_job(settings) is False

@@ -19,6 +19,7 @@ class DraftRequest:
     customer_name: str = ""
     history: tuple[Turn, ...] = ()
     hits: tuple = ()     # retrieve.Hit, best first: the only facts a reply may use
+    knowledge_empty: bool = False
 
 
 @dataclass

@@ -42,6 +42,9 @@ class OfflineDrafter:
 
     def draft(self, request: DraftRequest) -> DraftResult:
         hits = [h for h in request.hits if h.kind != "example"]
+        if request.knowledge_empty:
+            return DraftResult("", 0.0, reasons=["the knowledge folder is empty: add FAQ, policies or a catalog"],
+                               backend=self.name)
         if not hits:
             return DraftResult("", 0.0, reasons=["nothing in the knowledge matches the question"],
                                backend=self.name)
