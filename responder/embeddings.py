@@ -57,10 +57,20 @@ class LocalEmbedder:
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        import torch
+
         model = self._load()
-        with self._lock:  # torch on 2 cores: one batch at a time is fastest anyway
-            vectors = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                   convert_to_numpy=True, show_progress_bar=False)
+        with self._lock:  # one batch at a time: torch already uses every core for a big one
+            # A question or two gains nothing from a second thread, and idle torch threads spin
+            # and slow the full-text search that runs beside them (bench/knowledge_speed.py).
+            threads = torch.get_num_threads()
+            if len(texts) <= 4:
+                torch.set_num_threads(1)
+            try:
+                vectors = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                       convert_to_numpy=True, show_progress_bar=False)
+            finally:
+                torch.set_num_threads(threads)
         return _normalise(vectors)
 
 

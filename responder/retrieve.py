@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ VECTOR_WEIGHT, TEXT_WEIGHT, STRONG_WEIGHT, WEAK_WEIGHT = 1.0, 0.2, 1.0, 0.5
 # A product reaches the answer through the catalog lookup (named or described) or a close
 # vector match; otherwise "can I return a mug" would rank mugs above the returns policy.
 PRODUCT_SIMILARITY = 0.60
+_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fts")
 CANDIDATES = 50
 MODES = ("hybrid", "fts", "vector")
 FACT_KINDS = ("faq", "policy", "product")
@@ -96,6 +98,11 @@ class Retriever:
             if not question or not index.entries:
                 return []
             catalog = self.catalog()
+            # Full text hears the topic too; products are found by the catalog lookup. It runs
+            # on a second core while MiniLM embeds the question.
+            words = catalog.without_product_words(question) if mode == "hybrid" else ""
+            text_hits = _POOL.submit(index.text_search, words or question, CANDIDATES * 2) \
+                if mode in ("hybrid", "fts") else None
             similarity = self._similarity(question, catalog)
             strong, weak = catalog.matches(question) if mode == "hybrid" else ([], [])
             named = set(strong) | set(weak)
@@ -111,10 +118,7 @@ class Retriever:
             if mode in ("hybrid", "vector"):
                 rankings.append(([row for row, _ in index.top(similarity, CANDIDATES * 2)], VECTOR_WEIGHT))
             if mode in ("hybrid", "fts"):
-                # Full text hears the topic too; products are found by the catalog lookup.
-                words = catalog.without_product_words(question) if mode == "hybrid" else ""
-                rankings.append(([row for row, _ in index.text_search(words or question, CANDIDATES * 2)],
-                                 TEXT_WEIGHT))
+                rankings.append(([row for row, _ in text_hits.result()], TEXT_WEIGHT))
             if mode == "hybrid":
                 rankings += [(strong, STRONG_WEIGHT), (weak, WEAK_WEIGHT)]
             fused: dict[int, float] = {}
