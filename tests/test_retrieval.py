@@ -183,3 +183,20 @@ def test_catalog_feed_replaces_the_catalog_only_when_it_reads_well(shop, tmp_pat
     assert "Birthday Cake" in (shop / "catalog.csv").read_text()
     feed.unlink()
     assert sync_catalog_job(settings) is False
+
+
+def test_openai_embeddings_backend_through_the_real_client(shop, tmp_path):
+    from fakes.openai_server import FakeOpenAI
+    from responder.embeddings import OpenAIEmbedder
+
+    with FakeOpenAI(dim=64) as server:
+        embedder = OpenAIEmbedder(model="text-embedding-3-small", base_url=server.base_url, api_key="test-key",
+                                  dim=64)
+        server.fail_next(500)  # retried by the client
+        retriever = open_retriever(shop, tmp_path / "data", embedder)
+        assert "faq.md#How much is shipping?" in top(retriever, "How much is shipping?", k=3)
+        paths = [path for path, _ in server.requests]
+        assert paths and all(p == "/v1/embeddings" for p in paths)
+        assert server.requests[0][1]["model"] == "text-embedding-3-small"
+        # Another embedding model means another vector space: the index is rebuilt, not mixed.
+        assert KnowledgeIndex(shop, tmp_path / "data", LocalEmbedder()).sync().rebuilt
