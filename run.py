@@ -5,6 +5,8 @@
     python run.py [--config …] check                   validate settings and the database, then exit
     python run.py ingest [--knowledge DIR]              (re)build the knowledge index
     python run.py search "question" [--k 5] [--knowledge DIR] [--json]
+    python run.py ask "text" [--channel email|sms|whatsapp] [--from ADDR] [--subject S] [--json]
+    python run.py eval [CASES.jsonl] [--json]
 """
 from __future__ import annotations
 
@@ -62,16 +64,26 @@ def main(argv: list[str] | None = None) -> int:
     search.add_argument("--kind", action="append", choices=["faq", "policy", "product", "example"],
                         help="only these kinds (repeatable; default: faq, policy and product)")
     search.add_argument("--json", action="store_true", help="one JSON object per line")
+    ask = sub.add_parser("ask", help="draft one message without sending it")
+    ask.add_argument("text")
+    ask.add_argument("--channel", choices=["email", "sms", "whatsapp"], default="email")
+    ask.add_argument("--from", dest="sender")
+    ask.add_argument("--subject")
+    ask.add_argument("--json", action="store_true")
+    evaluate = sub.add_parser("eval", help="run conversation cases through the pipeline, nothing sent")
+    evaluate.add_argument("cases", nargs="?", help="cases file (default: <knowledge>/conversations.jsonl)")
+    evaluate.add_argument("--json", action="store_true", help="one JSON object per customer turn")
     args = parser.parse_args(argv)
 
     from responder.settings import load_settings
     try:
         settings = load_settings(args.config)
-        setup_logging(settings.log.level)
+        # Commands print their own results; the log is for the daemon (and for warnings).
+        setup_logging(settings.log.level if args.command in (None, "daemon") else "WARNING")
         from responder import commands
 
         handlers = {"check": lambda s, a: cmd_check(s), "ingest": commands.cmd_ingest,
-                    "search": commands.cmd_search}
+                    "search": commands.cmd_search, "ask": commands.cmd_ask, "eval": commands.cmd_eval}
         return handlers.get(args.command, lambda s, a: cmd_daemon(s))(settings, args)
     except ConfigError as exc:
         print(f"Deskhand cannot start: {exc}", file=sys.stderr)

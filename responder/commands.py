@@ -48,3 +48,61 @@ def cmd_search(settings, args) -> int:
     if not hits and not args.json:
         print("no matches")
     return 0
+
+
+def _eval_context(settings):
+    import tempfile
+
+    from responder.context import build_context
+
+    folder = tempfile.mkdtemp(prefix="deskhand-eval-")
+    return build_context(settings, database_url=f"sqlite:///{folder}/unused.sqlite3", migrate=False)
+
+
+def cmd_ask(settings, args) -> int:
+    from responder.evaluate import run_cases
+
+    channel = args.channel
+    sender = args.sender or ("customer@example.org" if channel == "email" else "+15550100000")
+    case = {"id": "ask", "channel": channel, "from": sender, "subject": args.subject or "", "turns": [args.text]}
+    [result] = run_cases(_eval_context(settings), [case])
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+        return 0
+    confidence = "unknown" if result["confidence"] is None else f"{result['confidence']:.2f}"
+    print(f"route:      {result['route']}\nconfidence: {confidence}")
+    print(f"reasons:    {'; '.join(result['reasons']) or '-'}\nsources:    {', '.join(result['sources']) or '-'}")
+    print(f"reply:\n{result['reply'] or '(none)'}")
+    return 0
+
+
+def cmd_eval(settings, args) -> int:
+    from responder.evaluate import check_expectations, load_cases, run_cases
+
+    path = Path(args.cases) if args.cases else settings.knowledge_dir / "conversations.jsonl"
+    if not path.exists():
+        print(f"no cases at {path}")
+        return 2
+    cases = load_cases(path)
+    results = run_cases(_eval_context(settings), cases)
+    by_case: dict[str, list[dict]] = {}
+    for result in results:
+        by_case.setdefault(str(result["id"]), []).append(result)
+    failed = 0
+    for case in cases:
+        problems = check_expectations(case, by_case.get(str(case.get("id")), []))
+        failed += bool(problems)
+        if not args.json:
+            turns = by_case.get(str(case.get("id")), [])
+            last = turns[-1] if turns else {"route": None, "reply": ""}
+            verdict = "FAIL" if problems else ("pass" if case.get("expect") else "-")
+            print(f"{verdict:4} {str(case.get('id'))[:22]:22} {str(last['route']):9} "
+                  f"{' '.join((last['reply'] or '').split())[:70]}")
+            for problem in problems:
+                print(f"{'':27} {problem}")
+    if args.json:
+        for result in results:
+            print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(f"{len(cases) - failed} of {len(cases)} cases pass")
+    return 1 if failed else 0

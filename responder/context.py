@@ -22,13 +22,14 @@ class Context:
     stopping: threading.Event = field(default_factory=threading.Event)
 
 
-def build_context(settings, *, drafter=None, knowledge_dir: Path | None = None, migrate: bool = True) -> Context:
+def build_context(settings, *, drafter=None, knowledge_dir: Path | None = None, migrate: bool = True,
+                  database_url: str | None = None) -> Context:
     from responder.drafting import make_drafter
     from responder.embeddings import make_embedder
     from responder.retrieve import Retriever
     from responder.index import KnowledgeIndex
 
-    db = Database(settings.database_url)
+    db = Database(database_url or settings.database_url)
     if migrate:
         db.migrate()
     index = KnowledgeIndex(knowledge_dir or settings.knowledge_dir, settings.data_dir, make_embedder(settings))

@@ -61,6 +61,23 @@ def resolve_email_thread(*, session: Session, customer: Customer, subject: str, 
     return thread
 
 
+CHAT_THREAD_IDLE = timedelta(days=7)  # a text conversation quiet this long starts a new thread
+
+
+def resolve_chat_thread(*, session: Session, customer: Customer, channel: str) -> Thread:
+    """A text conversation (SMS, WhatsApp) continues the customer's latest thread on it."""
+    since = utcnow() - CHAT_THREAD_IDLE
+    thread = session.exec(select(Thread).where(Thread.customer_id == customer.id, Thread.channel == channel,
+                                               Thread.updated_at >= since)
+                          .order_by(col(Thread.updated_at).desc())).first()
+    if thread:
+        return _touch(thread)
+    thread = Thread(customer_id=customer.id, channel=channel)
+    session.add(thread)
+    session.flush()
+    return thread
+
+
 def _thread_by_message_ids(session: Session, customer_id: int, ids: list[str]) -> Thread | None:
     # Our own replies are found through the outbox (their Message-ID is fixed before sending).
     rows = session.exec(select(Message.thread_id).where(

@@ -52,3 +52,16 @@ def store_inbound_email(*, session: Session, raw: bytes, mailbox: str, uidvalidi
     session.add(message)
     session.flush()
     return message
+
+
+def store_inbound_text(*, session: Session, channel: str, sender: str, text: str, provider_id: str,
+                       received_at: datetime | None = None) -> Message | None:
+    """Store one text message (SMS, WhatsApp); ``None`` when that provider id is already stored."""
+    if session.exec(select(Message.id).where(Message.channel == channel,
+                                              Message.provider_id == provider_id)).first():
+        return None
+    message = Message(channel=channel, direction="in", provider_id=provider_id[:900], sender=sender[:320],
+                      text=text.replace("\x00", ""), received_at=as_utc(received_at) if received_at else utcnow())
+    session.add(message)
+    session.flush()
+    return message

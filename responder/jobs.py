@@ -22,7 +22,7 @@ from responder.db import claim
 from responder.errors import PermanentError, TransientError
 from responder.intake import store_inbound_email
 from responder.models import Draft, MailboxCursor, Message, MessageStatus, Outbox, OutboxStatus
-from responder.pipeline import process_email
+from responder.pipeline import process_message
 
 log = logging.getLogger("deskhand.jobs")
 PROCESS_BACKOFF = [timedelta(seconds=s) for s in (10, 60, 300)]
@@ -137,7 +137,7 @@ def process_pending(ctx: Context, limit: int = 100) -> int:
             message = rows[0]
             try:
                 with session.begin_nested():
-                    process_email(session=session, message=message, settings=ctx.settings,
+                    process_message(session=session, message=message, settings=ctx.settings,
                                   drafter=ctx.drafter, retriever=ctx.retriever)
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"

@@ -31,7 +31,8 @@ class Route:
     REVIEW = "review"    # approval queue
     HANDOFF = "handoff"  # needs the owner
     IGNORE = "ignore"    # no reply; reasons say why
-    ALL = (AUTO, REVIEW, HANDOFF, IGNORE)
+    THROTTLED = "throttled"  # part of a burst: kept as context for the next reply, not answered alone
+    ALL = (AUTO, REVIEW, HANDOFF, IGNORE, THROTTLED)
 
 
 class DraftStatus:

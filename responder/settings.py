@@ -129,6 +129,10 @@ class EmailSettings(Section):
 class RoutingSettings(Section):
     auto_send_threshold: float = Field(0.75, ge=0, le=1)
     auto_send_email: bool = True
+    # Per-sender rate limit: more than burst_limit messages within burst_window_s seconds are
+    # not answered one by one; they become context for the next reply.
+    burst_limit: int = Field(3, ge=1)
+    burst_window_s: float = Field(10.0, gt=0)
 
 
 class WebSettings(Section):

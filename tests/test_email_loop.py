@@ -167,6 +167,7 @@ def test_handoff_and_review_are_parked(loop):
 
 def test_thread_cap_holds_the_fifth_reply(loop):
     ctx, dovecot, smtp = loop
+    ctx.settings.routing.burst_limit = 100  # six mails in seconds would otherwise be a burst
     first = "<cap0@customer.test>"
     for n in range(6):
         dovecot.append(customer_mail("How much is shipping?", subject="shipping",
@@ -176,6 +177,17 @@ def test_thread_cap_holds_the_fifth_reply(loop):
     assert len(smtp.messages) == 4
     held = [d for d in rows(ctx, Draft) if d.route == Route.REVIEW]
     assert len(held) == 2 and "cap 4" in held[0].reasons[0]
+
+
+def test_a_burst_is_not_answered_one_by_one(loop):
+    ctx, dovecot, smtp = loop
+    for n in range(5):
+        dovecot.append(customer_mail(f"How much is shipping? ({n})", subject="shipping"))
+    run_until_idle(ctx)
+    assert len(smtp.messages) == 3
+    throttled = [d for d in rows(ctx, Draft) if d.route == Route.THROTTLED]
+    assert len(throttled) == 2 and "burst" in throttled[0].reasons[0], [(d.route, d.reasons) for d in rows(ctx, Draft)]
+    assert len(rows(ctx, Message, Message.direction == "in")) == 5  # nothing lost
 
 
 def test_smtp_temporary_failure_is_retried_and_permanent_is_failed(loop):

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from responder.drafting.base import DraftRequest, DraftResult, Drafter
 from responder.drafting.offline import OfflineDrafter
+from responder.drafting.openai_backend import OpenAIDrafter
 from responder.errors import ConfigError
 
-BACKENDS: dict[str, type] = {"offline": OfflineDrafter}
+BACKENDS: dict[str, type] = {"offline": OfflineDrafter, "openai": OpenAIDrafter}
 
 
 def make_drafter(settings) -> Drafter:

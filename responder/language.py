@@ -1,0 +1,165 @@
+"""Language signals: which language a customer wrote in, and whether it is language at all.
+
+Runs in the pipeline after parsing and before retrieval, called by ``responder.signals``. Pure
+functions over text; the only state is the py3langid model, loaded once on first use (~75 MB,
+~0.5 s) under a lock and shared read-only by every thread afterwards.
+
+Why py3langid and not lingua-language-detector: lingua's high-accuracy models take ~225 MB for
+8 languages and ~600 MB for 24 (the whole daemon targets <= 600 MB); its low-accuracy mode is
+small but misreads short messages. py3langid (naive Bayes over byte n-grams, model in the
+wheel, nothing downloaded) was as accurate on our short customer texts at ~0.02 ms per text.
+
+Short texts are not a language: fewer than ``MIN_WORDS`` words ("ok thanks", "Hi", emoji) give
+``"und"``, which callers treat as supported, so a two-word reply is never routed as foreign.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import unicodedata
+
+log = logging.getLogger("deskhand.language")
+
+UNDETERMINED = "und"
+# Languages the detector chooses among (ISO 639-1): common shop-customer languages. Limiting the
+# choice stops short English from being read as Serbian or Luxembourgish. Shop languages are added.
+DETECT_LANGUAGES = ("en", "de", "fr", "es", "it", "pt", "nl", "sv", "da", "no", "fi", "pl", "cs",
+                    "ro", "hu", "el", "tr", "ru", "uk", "ar", "he", "hi", "ja", "zh", "ko", "vi",
+                    "id", "th")
+MIN_WORDS = 3            # fewer words (space-separated scripts) -> "und"
+MIN_CJK_CHARS = 4        # scripts without spaces (Chinese, Japanese, Thai) count characters
+MIN_CONFIDENCE = 0.5     # probability among DETECT_LANGUAGES below which we say "und"
+MAX_CHARS = 2_000        # the opening is enough to tell a language
+
+_lock = threading.Lock()
+_identifier = None
+_load_failed = False
+
+_WORD = re.compile(r"[^\W\d_]{1,}", re.UNICODE)
+_URLISH = re.compile(r"\S+@\S+|https?://\S+|www\.\S+", re.I)
+
+
+def _load():
+    """The shared py3langid identifier, or None when it can't be loaded (logged once)."""
+    global _identifier, _load_failed
+    if _identifier is not None or _load_failed:
+        return _identifier
+    with _lock:
+        if _identifier is None and not _load_failed:
+            try:
+                from py3langid.langid import MODEL_FILE, LanguageIdentifier
+                _identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+            except Exception:  # pragma: no cover - a broken install must not stop the pipeline
+                _load_failed = True
+                log.exception("language detection unavailable; every message counts as 'und'")
+    return _identifier
+
+
+def _no_space_script(ch: str) -> bool:
+    name = unicodedata.name(ch, "")
+    return name.startswith(("CJK", "HIRAGANA", "KATAKANA", "THAI", "HANGUL"))
+
+
+def detect_language(text: str, shop_languages=("en",)) -> tuple[str, float]:
+    """(ISO 639-1 code or "und", confidence 0..1) for ``text``; never raises."""
+    try:
+        sample = _URLISH.sub(" ", text[:MAX_CHARS])
+        words = _WORD.findall(sample)
+        cjk = sum(_no_space_script(ch) for w in words for ch in w[:50])
+        if len(words) < MIN_WORDS and cjk < MIN_CJK_CHARS:
+            return UNDETERMINED, 0.0
+        identifier = _load()
+        if identifier is None:
+            return UNDETERMINED, 0.0
+        known = set(identifier.labels)
+        wanted = {c for c in (*DETECT_LANGUAGES, *shop_languages) if c in known}
+        ranked = [(lang, p) for lang, p in identifier.rank(sample) if lang in wanted]
+        total = sum(p for _, p in ranked)
+        if not ranked or total <= 0:
+            return UNDETERMINED, 0.0
+        lang, p = ranked[0]
+        confidence = p / total
+        if confidence < MIN_CONFIDENCE:
+            return UNDETERMINED, round(confidence, 3)
+        return lang, round(confidence, 3)
+    except Exception:  # pragma: no cover - defensive: a signal must never break the pipeline
+        log.exception("language detection failed")
+        return UNDETERMINED, 0.0
+
+
+def normalize_languages(languages) -> tuple[str, ...]:
+    """Shop languages as ISO 639-1 codes: "en-US" -> "en", "DE" -> "de"; default ("en",)."""
+    if isinstance(languages, str):
+        languages = [languages]
+    codes = []
+    for item in languages or ():
+        code = re.split(r"[-_]", str(item).strip().lower(), maxsplit=1)[0]
+        if code and code not in codes:
+            codes.append(code)
+    return tuple(codes) or ("en",)
+
+
+# --- gibberish ------------------------------------------------------------------------------
+# Heuristic, Latin script only. A word (3+ letters) is implausible when it mostly walks along a
+# keyboard row ("asdf", "qwer"), is mostly one letter ("aaaaa"), or >= 40 % of its letter pairs
+# are consonant pairs that words in European languages hardly use ("jk", "fj", "dk", "qz").
+# The text is gibberish when implausible words hold >= 60 % of its letters and it has none of
+# the common words below. Non-Latin text is never gibberish; accented letters count as vowels.
+_VOWELS = set("aeiouy")
+_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm", "azertyuiop", "qsdfghjklm", "wxcvbn", "qwertzuiop",
+         "yxcvbnm")
+_ROW_BIGRAMS = {r[i:i + 2] for r in _ROWS for i in range(len(r) - 1)}
+_ROW_BIGRAMS |= {b[::-1] for b in _ROW_BIGRAMS}
+# Consonant pairs common somewhere in en/de/fr/es/it/pt/nl/pl/cs words.
+_COMMON_PAIRS = set("""bb bl br bs bt by cc ch ck cl cr ct cz dd dg dl dm dn dr ds dt dw dz ff fl fn fr
+fs ft gg gh gl gm gn gr gs gt hl hm hn hr hs ht hw kk kl km kn kr ks kt kw lb lc ld lf lg lh lk ll lm
+ln lp lr ls lt lv lz mb mm mn mp ms mt nc nd nf ng nh nj nk nl nm nn nr ns nt nv nw nz pf ph pl pn pp
+pr ps pt rb rc rd rf rg rh rk rl rm rn rp rr rs rt rv rw rz sb sc sd sf sg sh sk sl sm sn sp sq ss st
+sw sz tc th tl tm tn tr ts tt tw tz vl vr wl wn wr ws xt zn zw zz""".split())
+_COMMON = set("""a i an the is are was be to of in on at it my me we you your and or but not no yes
+ok okay hi hey hello dear thanks thank thx ty pls plz please cheers lol omg btw asap wtf idk fyi
+tbh imo nvm brb xmas hm ah oh ugh grr brr pf pfft psst sh mm zz ich du und der die das ist nicht ja
+nein mit ein eine bitte danke hallo le la les un une et est je tu vous pas oui non merci bonjour el
+los las y es yo que por gracias hola si de da il che per sono ciao grazie o um uma com obrigado olá
+en het een ik niet nee dank na je to w z nie tak""".split())
+
+
+def _implausible(word: str) -> bool:
+    if len(word) < 3:
+        return False
+    pairs = [word[i:i + 2] for i in range(len(word) - 1)]
+    if len(word) >= 4 and sum(p in _ROW_BIGRAMS for p in pairs) / len(pairs) >= 0.75:
+        return True
+    if len(word) >= 4 and max(word.count(ch) for ch in set(word)) / len(word) >= 0.7:
+        return True
+    rare = sum(p.isascii() and not (set(p) & _VOWELS) and p not in _COMMON_PAIRS for p in pairs)
+    return rare / len(pairs) >= 0.4
+
+
+def _common(word: str) -> bool:
+    """A common word, also when stretched ("hmmm", "sooo", "brrr"), but "aaaa" is not "a"."""
+    once = re.sub(r"(.)\1+", r"\1", word)
+    return word in _COMMON or re.sub(r"(.)\1\1+", r"\1\1", word) in _COMMON or (
+        len(once) >= 2 and once in _COMMON)
+
+
+def _latin(ch: str) -> bool:
+    return ch.isascii() or "LATIN" in unicodedata.name(ch, "")
+
+
+def is_gibberish(text: str) -> bool:
+    """Keyboard mash or random letters ("asdfgh jkl", "xkqzvbt"); never for non-Latin script."""
+    try:
+        sample = _URLISH.sub(" ", text[:MAX_CHARS]).lower()
+        words = _WORD.findall(sample)
+        letters = sum(len(w) for w in words)
+        if letters < 4 or any(_common(w) for w in words):
+            return False
+        if sum(_latin(ch) for w in words for ch in w) < 0.8 * letters:
+            return False
+        bad = sum(len(w) for w in words if _implausible(w))
+        return bad >= 0.6 * letters
+    except Exception:  # pragma: no cover
+        log.exception("gibberish check failed")
+        return False
