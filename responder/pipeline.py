@@ -9,6 +9,7 @@ whole message back; the job records the error and retries it, quarantining it af
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -60,7 +61,7 @@ def process_message(*, session: Session, message: Message, settings, drafter, re
     normalize(work, settings)
     if not work.automated:
         resolve(work, session)
-        retrieve(work, retriever)
+        retrieve(work, retriever, session)
         draft_reply(work, session, drafter)
     route(work, session, settings)
     return store_outcome(work, session, settings)
@@ -83,8 +84,24 @@ def question_of(work: Work) -> str:
     return f"{work.subject}\n{text}" if len(text) < 40 and work.subject else text
 
 
-def retrieve(work: Work, retriever) -> None:
-    work.hits = retriever.search(question_of(work)[:MAX_DRAFT_INPUT], k=5)
+ANAPHOR = re.compile(r"\b(it|its|it's|that one|this one|the (?:\w+ )?one|them|those|these)\b", re.I)
+
+
+def product_in_context(work: Work, session: Session, retriever) -> str | None:
+    """The product this customer's conversation is about, for "how tall is it?" (never another
+    customer's: the history is this thread's only)."""
+    if not ANAPHOR.search(work.text):
+        return None
+    for message in reversed(thread_history(session=session, thread_id=work.thread.id, before_id=work.message.id)):
+        key = retriever.product_in(message.new_text or message.text)
+        if key:
+            return key
+    return None
+
+
+def retrieve(work: Work, retriever, session: Session | None = None) -> None:
+    context = product_in_context(work, session, retriever) if session is not None else None
+    work.hits = retriever.search(question_of(work)[:MAX_DRAFT_INPUT], k=5, context_product=context)
     work.knowledge_version = retriever.version
     work.knowledge_empty = not retriever.index.entries
 

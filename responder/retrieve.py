@@ -49,6 +49,7 @@ class Hit:
     score: float
     similarity: float = 0.0
     facts: dict[str, str] = field(default_factory=dict)
+    named: bool = False  # a product the question names outright (SKU, name, "the blue one")
 
 
 def folder_fingerprint(folder: Path) -> tuple:
@@ -66,6 +67,14 @@ class Retriever:
         self.fingerprint: tuple | None = None
         self._lock = threading.Lock()
         self._catalog: tuple[str, Catalog] | None = None
+
+    def product_in(self, text: str) -> str | None:
+        """The key of the one product a text names, if it names exactly one (for memory)."""
+        strong, weak = self.catalog().matches(text)
+        rows = strong or weak
+        if len(rows) == 1 or (strong and len(strong) >= 1):
+            return next(key for key, row in self.index.by_key.items() if row == rows[0])
+        return None
 
     def catalog(self) -> "Catalog":
         """The product lookup for the index as it is now (rebuilt when the index changed)."""
@@ -88,8 +97,12 @@ class Retriever:
             return report
 
     def search(self, question: str, k: int = 5, mode: str = "hybrid",
-               kinds: tuple[str, ...] = FACT_KINDS) -> list[Hit]:
-        """The ``k`` best entries of ``kinds``; tone examples are not facts, so not by default."""
+               kinds: tuple[str, ...] = FACT_KINDS, context_product: str | None = None) -> list[Hit]:
+        """The ``k`` best entries of ``kinds``; tone examples are not facts, so not by default.
+
+        ``context_product`` (an entry key) is the product the conversation is about: when the
+        question names none ("how tall is it?"), that one counts as named.
+        """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
         question = (question or "").strip()[:4000]
@@ -105,6 +118,8 @@ class Retriever:
                 if mode in ("hybrid", "fts") else None
             similarity = self._similarity(question, catalog)
             strong, weak = catalog.matches(question) if mode == "hybrid" else ([], [])
+            if mode == "hybrid" and context_product is not None and not strong:
+                strong = [row for row in (index.by_key.get(context_product),) if row is not None]
             named = set(strong) | set(weak)
 
             def wanted(row: int) -> bool:
@@ -133,7 +148,7 @@ class Retriever:
                     continue
                 seen.add(entry.source)
                 hits.append(Hit(entry.source, entry.kind, entry.title, entry.text, round(fused[row], 6),
-                                round(float(similarity[row]), 4), entry.facts))
+                                round(float(similarity[row]), 4), entry.facts, named=row in strong))
                 if len(hits) == k:
                     break
             return hits
