@@ -34,22 +34,22 @@ W_VERY_NEGATIVE = 0.3      # VADER compound <= VERY_NEGATIVE
 W_NEGATIVE = 0.15          # VADER compound <= NEGATIVE
 VERY_NEGATIVE, NEGATIVE = -0.7, -0.4
 REPEAT_SIMILARITY = 85     # rapidfuzz token_set_ratio over content words
-MAX_CHARS = 20_000         # cues read this much; VADER reads VADER_CHARS
-VADER_CHARS = 3_000
+MAX_CHARS = 20_000         # cues read this much; VADER reads VADER_CHARS in VADER_CHUNK pieces
+VADER_CHARS, VADER_CHUNK = 3_000, 300
 
 ANGER_WORDS = re.compile(r"""\b(?:ridiculous|unacceptable|outrageous|disgusting|disgraceful|pathetic
   |useless|incompetent|absurd|scam(?:med|mers?)?|fraud(?:ulent)?|rip-?off|ripped\ off|furious|livid
-  |fed\ up|sick\ (?:and\ tired|of\ (?:this|waiting))|a\ joke|shameful|appalling|terrible\ service
+  |fed\ up|sick\ (?:and\ tired|of\ (?:this|waiting))|(?:is|what)\ a\ joke|shameful|appalling|terrible\ service
   |worst\ (?:service|company|shop|experience)|wtf|what\ the\ (?:hell|heck|fuck)|bullshit|fuck\w*|shit\w*
   |crap|damn|lächerlich|unverschämt|inakzeptabel|frechheit|betrug|abzocke|inacceptable|scandaleux
   |arnaque|honteux|inaceptable|vergüenza|estafa|ridicolo|vergogna|truffa|inaccettabile)\b""",
                          re.I | re.X)
 THREATS = re.compile(r"""\b(?:charge\s?backs?|dispute\ (?:the|this|my)\ (?:charge|payment|transaction)
-  |(?:open|file|raise)\w*\ an?\ (?:dispute|claim|case)|(?:paypal|bank|credit\ card)\ (?:dispute|claim)
+  |(?:open|file|raise)\w*\ an?\ (?:dispute|(?:paypal|bank)\ (?:claim|case))|(?:paypal|bank|card)\ (?:dispute|claim)
   |(?:my|a|see\ you\ in)\ (?:lawyer|attorney|solicitor)|legal\ action|lawsuit|small\ claims
   |report\ (?:you|your\ (?:shop|store|company|business))|better\ business\ bureau|bbb
-  |trading\ standards|consumer\ (?:protection|rights)|ftc|(?:1|one)[-\ ]star
-  |(?:bad|negative|terrible)\ review|(?:post|tell)\w*\ (?:about\ (?:this|you)\ )?on\ (?:social\ media
+  |trading\ standards|consumer\ (?:protection|rights)|ftc
+  |(?:bad|negative|terrible|(?:1|one)[-\ ]star)\ reviews?|(?:post|tell)\w*\ (?:about\ (?:this|you)\ )?on\ (?:social\ media
   |facebook|instagram|tiktok|twitter|reddit)|never\ (?:order|buy|shop)\w*\ (?:from\ you\ )?again)\b""",
                      re.I | re.X)
 WAITING = re.compile(r"""\b(?:(?:i(?:'ve)?|we(?:'ve)?)\ (?:already\ )?(?:asked|wrote|emailed|messaged|contacted)
@@ -58,7 +58,7 @@ WAITING = re.compile(r"""\b(?:(?:i(?:'ve)?|we(?:'ve)?)\ (?:already\ )?(?:asked|w
   |still\ no\ (?:reply|answer|response|update|news)|(?:haven't|have\ not|never)\ (?:had|got(?:ten)?
   |received|heard)\ (?:a\ |any\ )?(?:reply|answer|response|back)|asking\ again|for\ the\ last\ time
   |(?:second|third|fourth|fifth|\d+(?:st|nd|rd|th))\ (?:email|message)|(?:for|asking)\ the\ (?:second
-  |third|fourth|fifth|\d+(?:st|nd|rd|th))\ time|(?:ich|wir)\ (?:habe|haben)\ (?:schon|bereits)
+  |third|fourth|fifth|\d+(?:st|nd|rd|th))\ time|(?:ich|wir)\ (?:habe|haben)\ (?:schon|bereits)\ (?:gefragt|geschrieben|nachgefragt)
   |immer\ noch\ (?:keine?|nicht)|toujours\ pas|déjà\ demandé|todavía\ no|ya\ (?:pregunté|escribí))""", re.I | re.X)
 BURST = re.compile(r"[?!？！]{3,}|[?？][!！]|[!！][?？]")
 CAPS_WORD = re.compile(r"\b[A-ZÀ-ÖØ-Þ]{2,}\b")
@@ -71,6 +71,8 @@ _STOP = set("""a an the is are was were be been am i me my we our you your it it
 at for and or but so do does did can could would will please pls hi hello hey thanks thank just
 there here have has had with from as about any some""".split())
 _TOKEN = re.compile(r"[^\W_]+")
+_EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF]")
+_EMOJI_RUN = re.compile("(?:[\U0001F000-\U0001FAFF\u2600-\u27BF][\uFE0F\u200D]*\\s*){4,}")
 
 _lock = threading.Lock()
 _vader = None
@@ -133,6 +135,27 @@ def caps_cue(text: str) -> tuple[float, str | None]:
     return 0.0, None
 
 
+def sentiment(text: str) -> float | None:
+    """VADER compound (-1..1); long text is scored in ~300-character chunks and averaged.
+
+    VADER's cost grows with the square of the words in one call and every emoji becomes words, so
+    emoji runs are cut to three and each call is bounded.
+    """
+    analyser = _analyser()
+    text = _EMOJI_RUN.sub(lambda m: "".join(_EMOJI.findall(m.group())[:3]), text[:VADER_CHARS])
+    if analyser is None or not text.strip():
+        return None
+    chunks, current = [], ""
+    for sentence in re.split(r"(?<=[.!?\n])\s+", text):
+        if current and len(current) + len(sentence) > VADER_CHUNK:
+            chunks.append(current)
+            current = ""
+        current = f"{current} {sentence}"[:VADER_CHUNK]
+    chunks.append(current)
+    scores = [analyser.polarity_scores(chunk)["compound"] for chunk in chunks if chunk.strip()]
+    return round(sum(scores) / len(scores), 4) if scores else None
+
+
 def score_frustration(text: str, subject: str = "", earlier=()) -> tuple[float, list[str]]:
     """(score 0..1, reasons) for the new customer text; subject words count, repeats don't."""
     body = text[:MAX_CHARS]
@@ -157,9 +180,8 @@ def score_frustration(text: str, subject: str = "", earlier=()) -> tuple[float, 
         add(weight, why)
     if (bursts := len(BURST.findall(words))) > 0:
         add(W_BURST_MANY if bursts > 1 else W_BURST, "a burst of ?!" if bursts == 1 else f"{bursts} bursts of ?!")
-    analyser = _analyser()
-    if analyser is not None and words.strip():
-        compound = analyser.polarity_scores(words[:VADER_CHARS])["compound"]
+    compound = sentiment(words)
+    if compound is not None:
         if compound <= VERY_NEGATIVE:
             add(W_VERY_NEGATIVE, f"very negative sentiment (VADER {compound:.2f})")
         elif compound <= NEGATIVE:

@@ -163,3 +163,63 @@ def is_gibberish(text: str) -> bool:
     except Exception:  # pragma: no cover
         log.exception("gibberish check failed")
         return False
+
+
+# --- emoji and acknowledgements -------------------------------------------------------------
+ACK_EMOJI = set("👍🙏😊🙂☺❤♥💕💖💗💛💙💚💜🧡🤍😀😃😄😁😆🥰😍😘🤗👌✅✔💯🎉👏🙌⭐🌟✨💐🌸🌷🌹🕯😉🤩")
+# A question or a request anywhere means it is not a bare "thanks".
+ASKING = re.compile(r"""\b(?:but|however|although|can|could|would|will\ you|when|where|what|which|how
+  |why|who|is\ there|are\ there|do\ you|does|did|please\ (?!find\b)\w+|pls\ \w+|need|want|still|not
+  |\w+n't|\w+n’t|no\ longer|wrong|missing|broken|problem|issue|kann|können|wann|wo|warum|wie|quand|où
+  |pourquoi|comment|est-ce|cuándo|dónde|por\ qué|cómo|puede)\b|[¿]""", re.I | re.X)
+ACK = re.compile(r"""\b(?:thanks?(?:\ ?you|\ u)?|thx|tnx|ty|tysm|cheers|ta|many\ thanks|(?:much\ )?appreciated
+  |appreciate\ (?:it|that|you)|ok(?:ay|ey)?|k+|great|perfect|awesome|brilliant|lovely|wonderful|excellent
+  |fantastic|amazing|cool|nice|super|sweet|fab|grand|got\ (?:it|that)|noted|understood|will\ do
+  |sounds\ (?:good|great|perfect)|all\ (?:good|set|sorted)|no\ (?:worries|problem)|received|that\ helps
+  |(?:very\ )?helpful|have\ a\ (?:nice|good|great|lovely)\ (?:day|weekend|evening)|you\ too
+  |you(?:'re|\ are)\ (?:the\ best|a\ star|amazing)|merci(?:\ beaucoup)?|danke(?:\ schön|\ sehr)?
+  |vielen\ dank|gracias|muchas\ gracias|grazie(?:\ mille)?|obrigad[oa]|dank\ je(?:wel)?|bedankt|tack
+  |takk|parfait|génial|genial|perfecto|perfekt|d'accord|vale|alles\ klar|prima|top)\b""",
+                 re.I | re.X)
+FILLER = set("""so much very a lot million again for the your all that this it is that's thats it's
+was really help reply replies answer response info information update quick fast kind of and oh ah
+guys team mate everyone everybody x xx xxx xo xoxo lol haha hehe best regards kind warm wishes many
+again once sir madam dear you just""".split())
+REQUEST_WORDS = {"refund", "cancel", "return", "order", "help", "question", "shipping", "exchange", "invoice"}
+
+
+def _is_emoji(ch: str) -> bool:
+    """A pictograph; skin tones, joiners and variation selectors only modify one."""
+    cp = ord(ch)
+    if 0x1F3FB <= cp <= 0x1F3FF:
+        return False
+    return unicodedata.category(ch) == "So" or 0x1F000 <= cp <= 0x1FAFF or 0x2600 <= cp <= 0x27BF
+
+
+def emoji_only(text: str) -> bool:
+    """Emoji (with joiners, skin tones, punctuation) and nothing that reads as words or numbers."""
+    return any(_is_emoji(ch) for ch in text) and not any(unicodedata.category(ch)[0] in "LN" for ch in text)
+
+
+def is_acknowledgement(text: str) -> bool:
+    """Thanks/ok with nothing asked: "thanks!", "ok great", "👍", "got it, cheers", "thanks, Anna"."""
+    try:
+        if not text.strip() or len(text) > 200 or "?" in text or ASKING.search(text):
+            return False
+        if emoji_only(text):
+            return all(ch in ACK_EMOJI or not _is_emoji(ch) for ch in text)
+        if any(_is_emoji(ch) and ch not in ACK_EMOJI for ch in text):
+            return False
+        rest = ACK.sub(" ", text.lower())
+        if rest == text.lower():
+            return False            # no thanks/ok in it at all
+        left = [w for w in _WORD.findall(rest) if w not in FILLER]
+        if not left:
+            return True
+        # "Thanks, Anna": one capitalised word at the end is a name, not a request.
+        last = _WORD.findall(text)[-1:]
+        return (len(left) == 1 and bool(last) and last[0].lower() == left[0] and last[0][:1].isupper()
+                and left[0] not in REQUEST_WORDS)
+    except Exception:  # pragma: no cover
+        log.exception("acknowledgement check failed")
+        return False

@@ -6,7 +6,8 @@ A "queue" here is a status column plus an index, not a separate mechanism:
 - ``outbox.status``: queued -> sending -> sent, or retry / failed / unknown.
 
 Unique constraints make intake idempotent: one row per (channel, provider id), one per IMAP
-(mailbox, UIDVALIDITY, UID), one draft per inbound message and one outbox row per draft.
+(mailbox, UIDVALIDITY, UID), one draft per inbound message and one outbox row per draft and
+kind (the reply, and the holding message a handed-off customer gets at once).
 Timestamps are aware UTC datetimes (see ``responder.clock``).
 """
 from __future__ import annotations
@@ -125,6 +126,7 @@ class Draft(SQLModel, table=True):
     confidence: Optional[float] = None
     reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     sources: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    signals: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     backend: str = ""
     knowledge_version: str = Field(default="", max_length=64)  # which knowledge it was drafted from
     created_at: datetime = Field(default_factory=utcnow)
@@ -132,10 +134,11 @@ class Draft(SQLModel, table=True):
 
 
 class Outbox(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("draft_id", name="uq_outbox_draft"),
+    __table_args__ = (UniqueConstraint("draft_id", "kind", name="uq_outbox_draft_kind"),
                       Index("ix_outbox_status_next", "status", "next_attempt_at"))
     id: Optional[int] = Field(default=None, primary_key=True)
     draft_id: int = Field(foreign_key="draft.id")
+    kind: str = Field(default="reply", max_length=16)  # reply | holding (one of each per draft)
     thread_id: Optional[int] = Field(default=None, foreign_key="thread.id")
     channel: str = Field(max_length=16)
     recipient: str = Field(max_length=320)

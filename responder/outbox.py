@@ -23,8 +23,8 @@ BACKOFF = [timedelta(seconds=s) for s in (30, 120, 600, 1800, 3600, 3 * 3600, 6 
 
 def enqueue(*, session: Session, draft_id: int, thread_id: int | None, channel: str, recipient: str,
             subject: str, body_text: str, message_id: str, in_reply_to: str | None = None,
-            references: list[str] | None = None, automatic: bool = True) -> Outbox:
-    row = Outbox(draft_id=draft_id, thread_id=thread_id, channel=channel, recipient=recipient,
+            references: list[str] | None = None, automatic: bool = True, kind: str = "reply") -> Outbox:
+    row = Outbox(draft_id=draft_id, kind=kind, thread_id=thread_id, channel=channel, recipient=recipient,
                  subject=subject, body_text=body_text, message_id=message_id, in_reply_to=in_reply_to,
                  references=references or [], automatic=automatic, next_attempt_at=utcnow())
     session.add(row)

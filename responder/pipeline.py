@@ -21,9 +21,13 @@ from responder import outbox
 from responder.clock import utcnow
 from responder.conversation import resolve_chat_thread, resolve_customer, resolve_email_thread, thread_history
 from responder.drafting.base import DraftRequest, DraftResult, Turn
-from responder.models import Customer, Draft, DraftStatus, Message, MessageStatus, Route, Thread
+from responder.guard import check_claims
+from responder.models import Customer, Draft, DraftStatus, Message, MessageStatus, Outbox, Route, Thread
 from responder.normalize import normalize
 from responder.routing import Decision, RouteFacts, decide
+from responder.signals import Signals, compute_signals
+from responder.templating import render
+from responder.tone import apply_tone
 
 log = logging.getLogger("deskhand.pipeline")
 MAX_DRAFT_INPUT = 20_000  # characters of new text handed to the drafter
@@ -47,6 +51,9 @@ class Work:
     hits: list = field(default_factory=list)
     knowledge_version: str = ""
     knowledge_empty: bool = False
+    signals: Signals | None = None
+    earlier_turns: int = 0
+    check_failures: list[str] = field(default_factory=list)
     draft: DraftResult | None = None
     decision: Decision | None = None
     notes: list[str] = field(default_factory=list)
@@ -61,8 +68,10 @@ def process_message(*, session: Session, message: Message, settings, drafter, re
     normalize(work, settings)
     if not work.automated:
         resolve(work, session)
+        compute(work, session, settings)
         retrieve(work, retriever, session)
         draft_reply(work, session, drafter)
+        check(work, retriever)
     route(work, session, settings)
     return store_outcome(work, session, settings)
 
@@ -77,6 +86,17 @@ def resolve(work: Work, session: Session) -> None:
     else:
         work.thread = resolve_chat_thread(session=session, customer=work.customer, channel=work.channel)
     work.message.customer_id, work.message.thread_id = work.customer.id, work.thread.id
+
+
+def compute(work: Work, session: Session, settings) -> None:
+    """Signals from this message and the customer's earlier ones in the thread."""
+    earlier = [m.new_text or m.text for m in thread_history(session=session, thread_id=work.thread.id,
+                                                             before_id=work.message.id) if m.direction == "in"]
+    work.earlier_turns = len(earlier)
+    work.signals = compute_signals(work.text, subject=work.subject, channel=work.channel, earlier=earlier,
+                                   settings=settings)
+    if work.signals.paste_start:  # a pasted email below the question: answer the question
+        work.text = work.text[:work.signals.paste_start].strip() or work.text
 
 
 def question_of(work: Work) -> str:
@@ -117,11 +137,28 @@ def draft_reply(work: Work, session: Session, drafter) -> None:
     work.draft = drafter.draft(request)
 
 
+def check(work: Work, retriever) -> None:
+    """Tone fixes what is safe to fix; the guard checks every claim against the knowledge."""
+    draft = work.draft
+    if draft is None or not draft.reply.strip():
+        return
+    frustrated = bool(work.signals and work.signals.is_frustrated)
+    toned = apply_tone(draft.reply, channel=work.channel, frustrated=frustrated)
+    draft.reply = toned.text
+    work.check_failures = [f"tone: {v}" for v in toned.violations]
+    facts = retriever.facts()
+    work.check_failures += check_claims(draft.reply, hits=work.hits, catalog=facts.catalog,
+                                        policies_text=facts.policies, customer_text=work.text,
+                                        store_facts=facts.store)
+
+
 def route(work: Work, session: Session, settings) -> None:
     since = utcnow() - timedelta(days=1)
     limits = settings.email
     facts = RouteFacts(channel=work.channel, text=work.text or work.subject, automated=work.automated,
-                       draft=work.draft, threshold=settings.routing.auto_send_threshold,
+                       draft=work.draft, signals=work.signals, customer_turns=work.earlier_turns + 1,
+                       check_failures=work.check_failures,
+                       threshold=settings.routing.auto_send_threshold,
                        auto_send_enabled=settings.routing.auto_send_email if work.channel == "email" else True,
                        thread_cap=limits.max_auto_replies_per_thread_per_day,
                        sender_cap=limits.max_auto_replies_per_sender_per_day)
@@ -150,11 +187,18 @@ def store_outcome(work: Work, session: Session, settings) -> Draft:
     draft = Draft(message_id=msg.id, thread_id=msg.thread_id, route=decision.route, status=status,
                   text=result.reply if result else "", confidence=result.confidence if result else None,
                   reasons=reasons, sources=result.sources if result else [],
-                  backend=result.backend if result else "", knowledge_version=work.knowledge_version)
+                  backend=result.backend if result else "", knowledge_version=work.knowledge_version,
+                  signals=work.signals.to_dict() if work.signals else {})
     session.add(draft)
     session.flush()
     if decision.route == Route.AUTO:
-        enqueue_reply(work, draft, session, settings)
+        enqueue_reply(work, draft, draft.text, session, settings)
+    elif decision.route == Route.HANDOFF and may_send_holding(work, session, settings):
+        # Never leave the customer in silence (but once a day per thread, within the caps).
+        holding = render("replies/holding.txt.j2", owner_name=settings.store.owner_name,
+                         frustrated=bool(work.signals and work.signals.is_frustrated),
+                         wants_human=bool(work.signals and work.signals.wants_human)).strip()
+        enqueue_reply(work, draft, holding, session, settings, kind="holding")
     msg.status, msg.processed_at, msg.last_error = MessageStatus.PROCESSED, utcnow(), None
     msg.next_attempt_at = None
     log.info("message %s from %s: %s%s", msg.id, work.sender or "?", decision.route,
@@ -162,14 +206,26 @@ def store_outcome(work: Work, session: Session, settings) -> Draft:
     return draft
 
 
-def enqueue_reply(work: Work, draft: Draft, session: Session, settings) -> None:
+def may_send_holding(work: Work, session: Session, settings) -> bool:
+    since = utcnow() - timedelta(days=1)
+    already = session.exec(select(func.count()).select_from(Outbox).where(
+        Outbox.thread_id == work.thread.id, Outbox.kind == "holding", Outbox.created_at >= since)).one()
+    caps = settings.email
+    return not already and \
+        outbox.automatic_sent_since(session=session, since=since, thread_id=work.thread.id) < \
+        caps.max_auto_replies_per_thread_per_day and \
+        outbox.automatic_sent_since(session=session, since=since, recipient=work.sender) < \
+        caps.max_auto_replies_per_sender_per_day
+
+
+def enqueue_reply(work: Work, draft: Draft, text: str, session: Session, settings, kind: str = "reply") -> None:
     if work.channel == "email":
-        outbox.enqueue(session=session, draft_id=draft.id, thread_id=work.thread.id, channel="email",
+        outbox.enqueue(session=session, draft_id=draft.id, thread_id=work.thread.id, channel="email", kind=kind,
                        recipient=work.sender, subject=reply_subject(work.subject),
-                       body_text=render_body(body=draft.text, customer_name=work.customer.name, store=settings.store),
+                       body_text=render_body(body=text, customer_name=work.customer.name, store=settings.store),
                        message_id=new_message_id(settings.reply_address), in_reply_to=work.message_id,
                        references=references_for(work.message_id, list(work.references)))
     else:  # a text message: the reply alone, no greeting or signature
         outbox.enqueue(session=session, draft_id=draft.id, thread_id=work.thread.id, channel=work.channel,
-                       recipient=work.sender, subject="", body_text=draft.text,
+                       kind=kind, recipient=work.sender, subject="", body_text=text,
                        message_id=new_message_id(settings.reply_address))

@@ -52,6 +52,13 @@ class Hit:
     named: bool = False  # a product the question names outright (SKU, name, "the blue one")
 
 
+@dataclass
+class KnowledgeFacts:
+    catalog: list[dict[str, str]]
+    policies: str
+    store: dict = field(default_factory=dict)
+
+
 def folder_fingerprint(folder: Path) -> tuple:
     """Names, sizes and mtimes: cheap enough to check every few seconds."""
     try:
@@ -67,6 +74,7 @@ class Retriever:
         self.fingerprint: tuple | None = None
         self._lock = threading.Lock()
         self._catalog: tuple[str, Catalog] | None = None
+        self._facts: tuple[str, KnowledgeFacts] | None = None
 
     def product_in(self, text: str) -> str | None:
         """The key of the one product a text names, if it names exactly one (for memory)."""
@@ -75,6 +83,15 @@ class Retriever:
         if len(rows) == 1 or (strong and len(strong) >= 1):
             return next(key for key, row in self.index.by_key.items() if row == rows[0])
         return None
+
+    def facts(self) -> "KnowledgeFacts":
+        """What the guard checks claims against, for the index as it is now."""
+        if self._facts is None or self._facts[0] != self.index.version:
+            entries = self.index.entries
+            self._facts = (self.index.version, KnowledgeFacts(
+                catalog=[e.facts for e in entries if e.kind == "product"],
+                policies="\n\n".join(e.text for e in entries if e.kind in ("policy", "faq"))))
+        return self._facts[1]
 
     def catalog(self) -> "Catalog":
         """The product lookup for the index as it is now (rebuilt when the index changed)."""

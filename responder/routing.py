@@ -30,6 +30,7 @@ class RouteFacts:
     text: str
     automated: str | None = None            # reason from the RFC 3834 checks
     draft: DraftResult | None = None
+    signals: object | None = None           # responder.signals.Signals, when computed
     thread_auto_today: int = 0
     sender_auto_today: int = 0
     thread_cap: int = 4
@@ -38,6 +39,9 @@ class RouteFacts:
     threshold: float = 0.75
     recent_from_sender: int = 1   # this customer's messages in the burst window, this one included
     burst_limit: int = 3
+    customer_turns: int = 1       # the customer's messages in this thread, this one included
+    max_turns: int = 5
+    check_failures: list[str] = field(default_factory=list)  # guard and tone, in plain words
 
 
 @dataclass
@@ -65,7 +69,51 @@ def in_burst(f: RouteFacts) -> str | None:
 
 
 def wants_human(f: RouteFacts) -> str | None:
+    if f.signals is not None and f.signals.wants_human:
+        return f"the customer asked for a person ({f.signals.wants_human})"
     return "the customer asked for a person" if HUMAN_REQUEST.search(f.text) else None
+
+
+def needs_no_reply(f: RouteFacts) -> str | None:
+    s = f.signals
+    if s is not None and (s.acknowledgement or (s.emoji_only and not s.empty)):
+        return "an acknowledgement: no reply needed" if s.acknowledgement else "emoji only: no reply needed"
+    return None
+
+
+def is_frustrated(f: RouteFacts) -> str | None:
+    s = f.signals
+    if s is not None and s.is_frustrated:
+        return "the customer is frustrated: " + "; ".join(s.frustration_reasons)
+    return None
+
+
+def is_sensitive(f: RouteFacts) -> str | None:
+    s = f.signals
+    return "a topic for the owner: " + "; ".join(s.sensitive) if s is not None and s.sensitive else None
+
+
+def too_long_unresolved(f: RouteFacts) -> str | None:
+    if f.customer_turns > f.max_turns:
+        return f"{f.customer_turns} customer messages in this thread without resolution"
+    return None
+
+
+def is_injection(f: RouteFacts) -> str | None:
+    s = f.signals
+    return f"possible prompt injection: {s.injection}" if s is not None and s.injection else None
+
+
+def unsupported_language(f: RouteFacts) -> str | None:
+    s = f.signals
+    if s is not None and not s.language_supported:
+        return f"written in a language the shop doesn't serve ({s.language})"
+    return None
+
+
+def is_gibberish(f: RouteFacts) -> str | None:
+    s = f.signals
+    return "the message looks like gibberish" if s is not None and s.gibberish else None
 
 
 def thread_cap_reached(f: RouteFacts) -> str | None:
@@ -96,6 +144,10 @@ def low_confidence(f: RouteFacts) -> str | None:
     return None
 
 
+def failed_checks(f: RouteFacts) -> str | None:
+    return "; ".join(f.check_failures) if f.check_failures else None
+
+
 def auto_send_off(f: RouteFacts) -> str | None:
     return None if f.auto_send_enabled else f"automatic sending is off for {f.channel}"
 
@@ -105,11 +157,19 @@ RULES: list[tuple[Rule, str]] = [
     (is_automated, Route.IGNORE),
     (in_burst, Route.THROTTLED),
     (wants_human, Route.HANDOFF),
+    (is_frustrated, Route.HANDOFF),
+    (is_sensitive, Route.HANDOFF),
+    (too_long_unresolved, Route.HANDOFF),
+    (needs_no_reply, Route.IGNORE),
     (is_empty, Route.REVIEW),
+    (is_injection, Route.REVIEW),
+    (unsupported_language, Route.REVIEW),
+    (is_gibberish, Route.REVIEW),
     (thread_cap_reached, Route.REVIEW),
     (sender_cap_reached, Route.REVIEW),
     (no_draft, Route.REVIEW),
     (low_confidence, Route.REVIEW),
+    (failed_checks, Route.REVIEW),
     (auto_send_off, Route.REVIEW),
 ]
 

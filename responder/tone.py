@@ -1,6 +1,6 @@
 """Tone: the owner's house style as data (``TONE_DEFAULTS``), enforced in code for every backend.
 
-Runs after drafting and the claim guard, before routing: ``apply_tone`` takes the drafted body
+Runs after drafting, before the claim guard and routing: ``apply_tone`` takes the drafted body
 (greeting and signature are the channel's job) and fixes what is safe to fix — a banned opener
 dropped, "we will" contracted, markdown flattened for SMS and WhatsApp, curly quotes made GSM-7,
 whitespace collapsed, an apology put first for a frustrated customer. What it can't fix without
@@ -61,7 +61,7 @@ UNCONTRACTED = re.compile(r"\b(we will|we are|cannot|do not|does not|you will|is
                           r"|it is not|we have not|did not|will not|can not)\b", re.I)
 BANNED_START = re.compile(r"^\s*(certainly|of course|absolutely|great question|sure thing|i hope (this|you)"
                           r"|thank you for (reaching|contacting)|dear )", re.I)
-PARTICIPLE = re.compile(r"\s+(?:(?:already|just|also|now|never|recently|since)\s+)?(?:\w+ed|been|got|gotten|sent|"
+PARTICIPLE = re.compile(r"\s+(?:(?:already|just|also|now|never|recently|since)\s+)?(?:\w{3,}ed|been|got|gotten|sent|"
                         r"made|had|done|seen|found|heard|put|set|taken|given|written|kept|left|lost|paid|sold|"
                         r"told|brought|bought|built|chosen|known|shown|begun|run|spent|not)\b", re.I)
 ABBREVIATIONS = {"e.g", "i.e", "mr", "mrs", "ms", "dr", "st", "vs", "approx", "cf", "a.m", "p.m", "u.s", "jr", "sr"}
@@ -97,7 +97,8 @@ def split_sentences(text: str) -> list[str]:
     for line in re.split(r"\n+", text or ""):
         start = 0
         for m in BOUNDARY.finditer(line):
-            word = line[start:m.start()].rsplit(None, 1)[-1].lower().rstrip(".") if line[start:m.start()].strip() else ""
+            before = line[start:m.start()].split()
+            word = before[-1].lower().rstrip(".") if before else ""
             word = word.lstrip("(\"'“‘")
             if word in ABBREVIATIONS or re.fullmatch(r"(?:[a-z]\.)+[a-z]?", word) \
                     or (word == "no" and line[m.end():m.end() + 1].isdigit()):
@@ -109,8 +110,9 @@ def split_sentences(text: str) -> list[str]:
 
 
 def plain_sentence_count(text: str) -> int:
-    """Sentences counted the eval scorer's plain way (splits on "Mr. Lee" too)."""
-    parts = re.split(r"(?<=[.!?])\s+(?=[A-Z0-9])", (text or "").strip())
+    """Sentences of the first paragraph counted the eval scorer's plain way (splits on "Mr. Lee" too)."""
+    first = re.split(r"\n\s*(?:--|—|–)?\s*\n", text or "")[0]
+    parts = re.split(r"(?<=[.!?])\s+(?=[A-Z0-9])", first.strip())
     return len([p for p in parts if re.search(r"[A-Za-z]", p)])
 
 
@@ -122,7 +124,8 @@ def _cased(original: str, replacement: str) -> str:
 
 def _contract(text: str, rules: ToneRules, fixes: list[str]) -> str:
     aux = {a.lower() for a in rules.auxiliary_only}
-    for phrase in sorted(rules.contractions, key=len, reverse=True):
+    # "it is not" -> "it's not" and "we will not" -> "we won't": be-forms first, then longest first
+    for phrase in sorted(rules.contractions, key=lambda p: (p.split()[-1].lower() not in ("am", "is", "are"), -len(p))):
         words = phrase.split()
         pattern = r"\b" + r"\s+".join(re.escape(w) for w in words) + r"\b"
         if phrase.lower() == "can not":
@@ -167,7 +170,8 @@ def _drop_openers(text: str, rules: ToneRules, fixes: list[str]) -> str:
     head, body = (text[:greeting.end()], text[greeting.end():]) if greeting else ("", text)
     alternatives = "|".join(re.escape(o).replace(r"\ ", r"\s+").replace("'", "['’]") for o in
                             sorted(rules.banned_openers, key=len, reverse=True))
-    opener = re.compile(rf"^\s*(?:{alternatives})\b(?:\s+(?:to us|to me|today|again|about [^.!?\n,]{{0,60}}))?"
+    opener = re.compile(rf"^\s*(?:{alternatives})\b(?![\s,]*(?:not|no)\b)"  # "Absolutely not" carries the answer
+                        r"(?:\s+(?:to us|to me|today|again|about [^.!?\n,]{0,60}))?"
                         r"[\s!.,;:—–-]*(?:and\s+)?", re.I)
     while (m := opener.match(body)) and body[m.end():].strip():
         fixes.append(f"dropped the opener '{m.group(0).strip()}'")
@@ -236,8 +240,8 @@ def apply_tone(reply: str, *, channel: str, frustrated: bool, needs_detail: bool
         limit = min(limit + 1, rules.hard_max_sentences)  # the apology is not part of the answer
     if count > limit:
         violations.append(f"{count} sentences; the limit is {limit}")
-    elif plain_sentence_count(body) > rules.hard_max_sentences:
-        violations.append(f"{plain_sentence_count(body)} sentences counted plainly (abbreviations split); "
+    elif plain_sentence_count(text) > rules.hard_max_sentences:
+        violations.append(f"{plain_sentence_count(text)} sentences counted plainly (abbreviations split); "
                           f"the limit is {rules.hard_max_sentences}")
     if BANNED_START.search(text):
         violations.append(f"opens with '{BANNED_START.search(text).group(1).strip()}'")

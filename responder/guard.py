@@ -1,0 +1,356 @@
+"""Claim guard: every claim in a draft checked against the knowledge it was drafted from.
+
+Runs after drafting and tone, before routing: ``check_claims`` reads the reply as it will be sent beside its hits,
+the catalog and the policies, and returns what it could not verify as short reasons for the owner ("price $19 for
+Amber Noir; catalog says $48"); [] means it passed. Like routing it is a table of small named checks (Mailman's
+rules) over the prepared ``Claims``. A check that trips over odd input returns a reason of its own, so the guard
+never raises and never waves an unchecked reply through.
+"""
+from __future__ import annotations
+
+import re
+from collections import namedtuple
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Callable
+
+from rapidfuzz import fuzz, process
+
+from responder.tone import split_sentences
+
+WORDS = dict(zip("one two three four five six seven eight nine ten twelve twenty thirty forty fifty sixty".split(),
+                 "1 2 3 4 5 6 7 8 9 10 12 20 30 40 50 60".split()))
+NUM = r"(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:[.,]\d+)?|" + "|".join(WORDS) + ")"
+RANGE = rf"(?P<lo>{NUM})(?:\s*(?:-|–|—|to|or)\s*(?P<hi>{NUM}))?"
+UNITS = dict(u.split("=", 1) for u in (  # unit=how it is written; the six durations first
+    r"hour=hours?|hrs? minute=minutes?|mins? day=(?:business\s|working\s|calendar\s)?days? week=(?:business\s)?weeks? "
+    r"month=months? year=years? oz=(?:fl\.?\s?)?oz|ounces? lb=lbs?|pounds? kg=kgs?|kilos?|kilograms? g=g|grams? "
+    r"ml=ml|millilit(?:er|re)s? l=lit(?:er|re)s? cm=cm mm=mm ft=ft|feet|foot "
+    r"inch=inch(?:es)?|in(?=\s*(?:wide|tall|long|high|deep|across|x\b|×|[,;)]|\.(?!\w)|$))|\"|″ "
+    r"count=pieces?|pcs|packs?|items?|units?|candles?|wicks?|tins?|jars?|mugs?|bowls?|plates?|cups?|sets?|pairs?"
+    r"|boxes|bottles?|bars?|samples?|orders?|or\smore|or\sfewer|\+").split())
+QUANTITY = re.compile(rf"(?<![\w.,/$€£]){RANGE}\s?(?:" + "|".join(f"(?P<u_{k}>{v})" for k, v in UNITS.items())
+                      + r")(?!\w)", re.I)
+AMOUNT = r"\d{1,3}(?:[,.]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?"
+MONEY = re.compile(rf"[$€£]\s?(?P<a>{AMOUNT})(?:\s*(?:-|–|to)\s*[$€£]?\s?(?P<b>{AMOUNT}))?|\b(?:USD|EUR|GBP|CAD|AUD)"
+                   rf"\s?(?P<c>{AMOUNT})|(?P<d>{AMOUNT})\s?(?:dollars|bucks|euros?|USD|EUR|GBP|CAD)\b", re.I)
+PERCENT = re.compile(rf"(?<![\w.]){RANGE}\s?(?:%|percent\b|per cent\b)", re.I)
+MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
+MONTH = r"(?P<mon>jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)(?:uary|ruary|ch|il|e|y|ust|t|tember|ober|ember)?"
+DAY, YEAR = r"(?P<d>\d{1,2})(?:st|nd|rd|th)?\b", r"(?:,?\s+(?P<y>\d{4}))?"
+DATES = [re.compile(p, re.I) for p in (rf"\b{MONTH}\.?\s+{DAY}{YEAR}", rf"\b{DAY}\s+(?:of\s+)?{MONTH}\b{YEAR}",
+                                       r"\b(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})\b")]
+VAGUE = re.compile(r"\b(forever|indefinitely|eternal(?:ly)?|endless(?:ly)?|infinite(?:ly)?|a lifetime|unlimited"
+                   r"|never (?:burns?|runs?|wears?) out)\b", re.I)
+# Earlier in a claim's clause, these make it no claim: "isn't in stock", "I'll check whether it's available".
+HEDGE = re.compile(r"\b(?:not|no longer|never|cannot|neither|nor|without|unable|whether|if|once|when|until)\b|n't\b",
+                   re.I)
+CLAUSE = re.compile(r"[,;:—–()]|\s-\s|\b(?:but|however|although|though|while|whereas|unlike|instead)\b", re.I)
+IN_STOCK = re.compile(
+    r"(?<!back )\bin stock\b(?!\s+(?:on|by|from|around|again|soon|next|after|starting)\b)|\b(?:available|ready) "
+    r"(?:now|today|right now|right away|to ship|immediately)\b|\b(?:is|are|it's|they're|it is|they are) (?:still |"
+    r"currently |also )?available\b(?!\s+(?:(?:for|as)\s+(?:a\s+)?pre|on\b|from\b|again\b|starting\b|after\b|by\b"
+    r"|soon\b))|\bwe (?:still |currently )?(?:have|stock|carry) (?:it|them|one|some|plenty|a few)\b|\bwe've got "
+    r"(?:it|them|one|some)\b|\bships? (?:today|right away|immediately|same[- ]day|tomorrow)\b", re.I)
+RESTOCK = re.compile(r"\b(?:back in stock|in stock again|restock(?:ed|ing|s)?|back on (?:the )?shel(?:f|ves)|be "
+                     r"(?:back|available|in stock)|(?:available|in stock|ships?|shipping|arrives?|expected|expect "
+                     r"(?:it|them|more))\s+(?:again\s+)?(?:on|by|from|around|starting|after|in|soon|next)\b"
+                     r"|coming back|bring(?:ing)? (?:it|them) back|(?:can|could|will|we'll|I'll|happy to) (?:order|"
+                     r"get|make|send|ship|reserve|hold|pour) (?:it|them|one|more|another|yours|some)\b|\bpre-?orders?"
+                     r"|\border (?:it|one|them) (?:now|today))\b", re.I)
+STATUS = {"out_of_stock": "out of stock", "discontinued": "discontinued", "preorder": "pre-order only"}
+PROMISES = [(what, re.compile(said, re.I), re.compile(stated)) for what, said, stated in (  # what the policies state
+    ("a full refund", r"\bfull refund|\brefund (?:you |it |the \w+ )?(?:in full|completely|fully)|\ball (?:of )?your "
+                      r"money back", r"full refund|refund(?:ed)? in full"),
+    ("a refund", r"\brefund|\bmoney back|\breimburse", r"refund"),
+    ("store credit", r"\bstore credit|\bcredit (?:your|you|it)\b|\baccount credit", r"credit"),
+    ("a discount", r"\bdiscount|\b\d+\s?% off|\bpercent off|\bcoupon|\bpromo code", r"discount|% off|coupon"),
+    ("free shipping", r"\bfree (?:shipping|delivery|postage|returns?)|\bship (?:it |them )?(?:for )?free\b|\bcover "
+                      r"(?:the )?(?:return )?shipping|\bprepaid (?:return )?label",
+     r"free (?:shipping|delivery)|shipping[^.]{0,40}\bfree\b"),
+    ("a replacement", r"\breplacement|\breplace (?:it|them|the|your)\b|\bsend (?:you )?(?:a )?(?:new|another) ",
+     "replac"),
+    ("an exception", r"\bexception\b|\bwaive|\bjust this once|\bbend the rules|\bextend (?:the|your) (?:return )?"
+                     r"window", r"exception|waive"))]
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+URL = re.compile(r"\b(?:https?://|www\.)[^\s<>()\"']+|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|net|org|co|io|shop|store"
+                 r"|example|uk|ca|us|de|fr|au|info|biz|app|site)\b(?:/[^\s<>()\"']*)?", re.I)
+PHONE = re.compile(r"(?<![\w/-])(?:\+?\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?|\d{2,4}[\s.-])\d{3,4}[\s.-]?\d{3,4}(?!\w)")
+ORDER = re.compile(r"(?:\border\s*(?:number|no\.?|num)?\s*:?\s*#?|(?<![\w&])#)\s*(?P<n>[A-Z]{0,3}-?\d{3,}[\w-]*)", re.I)
+LEAKS = [(re.compile(p, re.I | re.M), what) for p, what in (
+    (r"\bsystem prompt\b|\bdeveloper (?:message|prompt)\b|\bmy (?:instructions|prompt|guidelines|rules|programming)\b"
+     r"|\bhere (?:are|is) my (?:rules|instructions|prompt)\b|\bI (?:was|am|have been|'ve been) (?:told|instructed|"
+     r"programmed|prompted|configured) to\b|\bas an AI\b|\blanguage model\b|\b(?:previous|above|prior) instructions\b",
+     "reveals its instructions"),
+    (r"\{\{|\}\}|\{%|%\}|<\|\w+\|>|\[(?:customer|your|first|store|owner)[ _]?name\]", "has template remnants"),
+    (r"\"(?:role|content|system|instructions|messages)\"\s*:|^\s*(?:system|assistant|user)\s*:", "quotes prompt text"))]
+PERSON = re.compile(r"\bI(?:'m| am)\s+(?:a\s+)?(?:real|actual|live)\s+(?:person|human)|\bI(?:'m| am)\s+(?:a\s+)?human\b"
+                    r"|\bI(?:'m| am)\s+not\s+(?:a\s+|an\s+)?(?:bot|robot|ai|machine|computer|program|automated)\b"
+                    r"|\bnot an? (?:bot|robot)\b|\b(?:personally|myself) typing\b|\btyping this (?:myself|personally)\b"
+                    r"|\bthis is \w+,? personally\b|\ba real (?:person|human) (?:here|typing|writing)\b", re.I)
+NAME_LIKE = re.compile(r"\b[A-Z][a-z][\w'-]*(?:(?:[ \t]+|[ \t]*&[ \t]*|[ \t]+(?:and|of|de|la|le|du)[ \t]+)"
+                       r"[A-Z][a-z][\w'-]*)*")
+TYPE_NOUNS = set("candle mug bowl plate vase cup tin jar set kit box bundle soap diffuser spray blend collection "
+                 "edition trimmer snuffer melt scent glaze".split())
+LEADING = set("our the a an this that these those yes no hi hello hey thanks thank sorry unfortunately also and but so "
+              "try both either sadly just please dear it's we'll we're you'll we've if when for with from in on at as "
+              "all each my your here there what which while because then happy glad plus or however good great of "
+              "january february march april may june july august september october november december".split())
+MAX_CHARS = 5000
+Claim = namedtuple("Claim", "kind unit lo hi text start", defaults=("", 0))  # lo/hi: Decimal, or (y|None, m, d)
+
+
+def _norm(text) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", str(text).lower().replace("&", " and ")).strip()
+
+
+def _dec(raw) -> Decimal | None:
+    raw = WORDS.get(str(raw or "").lower(), str(raw or ""))
+    raw = raw.replace(".", "") if re.fullmatch(r"\d{1,3}(?:\.\d{3})+,\d{1,2}", raw) else raw  # 1.299,00
+    raw = raw.replace(",", "") if re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?", raw) else raw.replace(",", ".")
+    return Decimal(raw) if re.fullmatch(r"\d+(?:\.\d+)?", raw) else None
+
+
+def _overlaps(span: tuple[int, int], spans) -> bool:
+    return any(a < span[1] and span[0] < b for a, b, *_ in spans)
+
+
+def extract(text: str) -> list[Claim]:
+    """Every figure in ``text`` (kind: price, date, percentage, quantity, duration), in order."""
+    out: list[Claim] = []
+
+    def add(m: re.Match, kind: str, unit: str, lo, hi=None) -> None:
+        if lo is not None and not _overlaps(m.span(), [(c.start, c.start + len(c.text)) for c in out]):
+            out.append(Claim(kind, unit, lo, lo if hi is None else hi, m.group(0), m.start()))
+    for m in MONEY.finditer(text):
+        add(m, "price", "money", _dec(m.group("a") or m.group("c") or m.group("d")), _dec(m.group("b")))
+    for m in (m for pattern in DATES for m in pattern.finditer(text)):
+        g = m.groupdict()
+        month = int(g["m"]) if g.get("m") else MONTHS.index(g["mon"].lower()) + 1
+        if 1 <= month <= 12 and 1 <= int(g["d"]) <= 31 and g.get("mon") != "may":  # "you may 2…" is no date
+            add(m, "date", "date", (int(g["y"]) if g.get("y") else None, month, int(g["d"])))
+    for m in PERCENT.finditer(text):
+        add(m, "percentage", "%", _dec(m.group("lo")), _dec(m.group("hi")))
+    for m in QUANTITY.finditer(text):
+        unit = m.lastgroup[2:]
+        kind = "duration" if unit in list(UNITS)[:6] else "quantity"
+        add(m, kind, unit, _dec(m.group("lo")), _dec(m.group("hi")))
+    return sorted(out, key=lambda c: c.start)
+
+
+def _covered(claim: Claim, known: list[Claim]) -> bool:
+    """The knowledge states the figure, or a range around it ("4 days" in "3–5 days")."""
+    if claim.kind == "date":
+        y, m, d = claim.lo
+        return any(k.lo[1:] == (m, d) and (y is None or k.lo[0] in (None, y)) for k in known if k.kind == "date")
+    units = {claim.unit, "bare"} if claim.unit == "count" else {claim.unit}
+    return (claim.unit == "count" and claim.lo <= 1) or any(
+        k.unit in units and k.lo <= claim.lo and claim.hi <= k.hi for k in known if k.kind != "date")
+
+
+def find_mentions(reply: str, catalog: list[dict[str, str]]) -> list[tuple[int, int, dict]]:
+    """(start, end, product) for each product the reply names: exactly, fuzzily ("Cedar and Smoke"), by a run of its
+    name no other product shares ("Blue Spruce"), or by SKU."""
+    names = {_norm(p.get("name", "")): p for p in catalog if _norm(p.get("name", ""))}
+    runs: dict[str, list] = {}
+    for key, p, w in ((key, p, key.split()) for key, p in names.items()):
+        for i, j in ((i, j) for i in range(len(w)) for j in range(i + 2, len(w) + 1) if not {w[i], w[j - 1]} & LEADING):
+            runs.setdefault(" ".join(w[i:j]), []).append(p)
+    ends = {w for key in names for w in (key.split()[0], key.split()[-1])}
+    tokens = [(m.start(), m.end(), _norm(m.group(0)) or "and") for m in re.finditer(r"[A-Za-z0-9]+|&", reply)]
+    sku, longest = {str(p.get("sku", "")).lower(): p for p in catalog}, max(map(len, map(str.split, names)), default=0)
+    found = [(100.0, 1, m.span(), sku[m[0].lower()]) for m in re.finditer(r"[\w-]{3,}", reply) if m[0].lower() in sku]
+    for i, n in ((i, n) for i in range(len(tokens)) for n in range(1, min(longest + 1, len(tokens) - i) + 1)):
+        key, span = " ".join(t[2] for t in tokens[i:i + n]), (tokens[i][0], tokens[i + n - 1][1])
+        if key in names:
+            found.append((100.0, n, span, names[key]))
+        elif n >= 2 and tokens[i][2] in ends and (best := process.extractOne(key, list(names), scorer=fuzz.ratio,
+                                                                             score_cutoff=88)):
+            found.append((best[1], n, span, names[best[0]]))
+        elif len(runs.get(key, ())) == 1 and reply[span[0]].isupper():
+            found.append((80.0, n, span, runs[key][0]))
+    chosen: list[tuple[int, int, dict]] = []
+    for _, _, span, p in sorted(found, key=lambda f: (-f[0], -f[1])):
+        chosen += [] if _overlaps(span, chosen) else [(*span, p)]
+    return sorted(chosen, key=lambda m: m[0])
+
+
+@dataclass
+class Claims:
+    """What the checks share: the reply and its sentences, the knowledge, the figures and the products named."""
+    reply: str
+    knowledge: str  # lowercased: hits, policies, store facts, named products' rows
+    catalog: list[dict[str, str]]
+    hit_products: list[dict[str, str]]
+    customer_text: str | None
+    mentions: list[tuple[int, int, dict]]
+    sentences: list[tuple[int, int]] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+    known: list[Claim] = field(default_factory=list)
+
+    def sentence_of(self, pos: int) -> tuple[int, int]:
+        return next(((a, b) for a, b in self.sentences if a <= pos < b), (0, len(self.reply)))
+
+    def clause_start(self, pos: int) -> int:
+        start = self.sentence_of(pos)[0]
+        return max([m.end() for m in CLAUSE.finditer(self.reply, start, pos)], default=start)
+
+    def hedged(self, pos: int) -> bool:
+        return bool(HEDGE.search(self.reply, self.clause_start(pos), pos))
+
+    def product_at(self, pos: int, same_sentence: bool = False) -> dict | None:
+        """The product a claim at ``pos`` is about: named earlier in its clause, else later in it, else earlier in
+        its sentence, else later, else in an earlier sentence ("It's in stock"); else the only one drafted from."""
+        a, b = self.sentence_of(pos)
+        start, end = self.clause_start(pos), next((m.start() for m in CLAUSE.finditer(self.reply, pos, b)), b)
+        inside = [m for m in self.mentions if a <= m[0] < b]
+        for group in ([m for m in inside if start <= m[0] < pos][::-1], [m for m in inside if pos <= m[0] < end],
+                      [m for m in inside if m[0] < pos][::-1], [m for m in inside if m[0] >= pos],
+                      [] if same_sentence else [m for m in self.mentions if m[0] < a][::-1]):
+            if group:
+                return group[0][2]
+        return self.hit_products[0] if len(self.hit_products) == 1 and not same_sentence else None
+
+
+def check_figures(c: Claims) -> list[str]:
+    """Prices, quantities, durations, percentages and dates are in the knowledge; nothing lasts "forever"."""
+    reasons = []
+    for claim in c.claims:
+        named, (a, b) = c.product_at(claim.start, same_sentence=True), c.sentence_of(claim.start)
+        if claim.kind == "price":  # any product named in the sentence may have this price
+            own = [m[2] for m in c.mentions if a <= m[0] < b] or c.hit_products + [m[2] for m in c.mentions]
+            prices = [Claim("price", "money", v, v) for p in own if (v := _dec(p.get("price"))) is not None]
+            said = [f"${price:.2f}".replace(".00", "")] if named and (price := _dec(named.get("price"))) else []
+            if _covered(claim, [k for k in c.known if k.unit == "money"] + prices):
+                continue
+        elif _covered(claim, c.known):
+            continue
+        else:
+            row = "; ".join(str(v) for k, v in (named or {}).items() if k not in ("name", "sku", "price"))
+            said = [f.text for f in extract(row) if f.unit == claim.unit]
+        reasons.append(f"{claim.kind} {claim.text} for {named['name']}; catalog says {said[0]}" if said else
+                       f"{claim.kind} {claim.text} is not in the knowledge it was drafted from")
+    return reasons + [f"says '{m.group(0)}', which the knowledge doesn't" for m in VAGUE.finditer(c.reply)
+                      if m.group(0).lower() not in c.knowledge]
+
+
+def check_products(c: Claims) -> list[str]:
+    """Capitalised names that look like products ("our Lavender Dreams candle") are catalog products."""
+    names = {_norm(p.get("name", "")): p.get("name", "") for p in c.catalog if _norm(p.get("name", ""))}
+    types, known, reasons = TYPE_NOUNS | {k.split()[-1] for k in names}, f" {_norm(c.knowledge)} ", []
+    for m in NAME_LIKE.finditer(c.reply):
+        words = m.group(0).split()
+        while words and words[0].lower() in LEADING:
+            words.pop(0)
+        key = _norm(" ".join(words))
+        if not key or _overlaps(m.span(), c.mentions) or f" {key} " in known + " ".join(names) + " ":
+            continue
+        follow = re.match(r"[\s-]*([A-Za-z]*)", c.reply[m.end():]).group(1).lower().rstrip("s")
+        best = process.extractOne(key, list(names), scorer=fuzz.ratio) or ("", 0, 0)
+        if follow in types or len(set(key.split()) - {"and"}) > 1 and (key.split()[-1].rstrip("s") in types
+                                                                       or best[1] >= 65):
+            closest = f" (closest: {names[best[0]]})" if best[1] >= 60 else ""
+            reasons.append(f"product '{' '.join(words)}' is not in the catalog{closest}")
+    return reasons
+
+
+def check_availability(c: Claims) -> list[str]:
+    """Stock claims match the product's status, restock dates its restock_date; discontinued is never promised."""
+    reasons, told = [], set()
+    for pattern, kind in ((IN_STOCK, "stock"), (RESTOCK, "restock")):
+        for m in pattern.finditer(c.reply):
+            p, (a, b) = c.product_at(m.start()), c.sentence_of(m.start())
+            if not p or c.hedged(m.start()) or (p.get("name"), kind) in told:
+                continue
+            name, status, said = p.get("name", "that product"), p.get("status") or "unknown", m.group(0).lower()
+            when = next((d for d in c.claims if d.kind == "date" and a <= d.start < b), None)
+            due = [d for d in extract(str(p.get("restock_date", ""))) if d.kind == "date"]
+            if kind == "stock" and status != "active":
+                what = "in stock" if said == "in stock" else f"available ('{said}')"
+                reason = f"says {name} is {what}, but it's {STATUS.get(status, 'not known to be in stock')}"
+            elif status == "discontinued":
+                reason = f"promises {name} ('{said}'), but it's discontinued"
+            elif kind == "stock" or not when or due and (_covered(when, due) or not _covered(when, c.known)):
+                continue  # nothing to check, the date matches, or check_figures already said it isn't known
+            else:
+                reason = f"says {name} is back {when.text}; " + (
+                    f"the catalog says {p.get('restock_date')}" if due else "the catalog has no restock date")
+            told.add((p.get("name"), kind))  # one reason per product and kind of claim
+            reasons.append(reason)
+    return reasons
+
+
+def check_promises(c: Claims) -> list[str]:
+    """Refunds, credit, discounts, free shipping, replacements and exceptions only as the knowledge states them."""
+    reasons, spans = [], []
+    for what, said, stated in PROMISES:
+        for m in said.finditer(c.reply):
+            if not c.hedged(m.start()) and not _overlaps(m.span(), spans) and not stated.search(c.knowledge):
+                spans.append(m.span())
+                reasons.append(f"promises {what} ('{m.group(0).strip()}'), which the policies don't state")
+    return reasons
+
+
+def check_contacts(c: Claims) -> list[str]:
+    """URLs, email addresses and phone numbers only from the knowledge (or the customer's own message)."""
+    allowed = (c.knowledge + " " + (c.customer_text or "")).lower()
+    bare, masked = re.sub(r"https?://|www\.", "", allowed), EMAIL.sub(" ", c.reply)
+    phones = [d for m in PHONE.finditer(allowed) if len(d := re.sub(r"\D", "", m.group(0))) >= 7]
+    return [f"email {e} is not in the knowledge or the customer's message"
+            for e in dict.fromkeys(EMAIL.findall(c.reply)) if e.lower() not in allowed] + [
+        f"link {u} is not in the knowledge" for u in dict.fromkeys(m.group(0).rstrip(".,;:!?)") for m in
+                                                               URL.finditer(masked))
+        if re.sub(r"https?://|www\.", "", u.lower()).rstrip("/") not in bare] + [
+        f"phone number {m.group(0).strip()} is not in the knowledge" for m in PHONE.finditer(masked)
+        if len(n := re.sub(r"\D", "", m.group(0))) >= 7 and not any(d.endswith(n) or n.endswith(d) for d in phones)]
+
+
+def check_privacy(c: Claims) -> list[str]:
+    """Nothing of the prompt, and no order number the customer didn't give (when their message is known)."""
+    own = (c.customer_text or "").lower() + " " + c.knowledge
+    return [f"{what} ('{m.group(0).strip()}')" for pattern, what in LEAKS if (m := pattern.search(c.reply))] + [
+        f"mentions order {m.group('n')}, which isn't in the customer's message" for m in ORDER.finditer(c.reply)
+        if c.customer_text is not None and m.group("n").lower() not in own]
+
+
+def check_person(c: Claims) -> list[str]:
+    """A sign-off with the owner's name is fine; claiming to be a person is not."""
+    return [f"claims to be a person ('{m.group(0)}')" for m in [PERSON.search(c.reply)] if m]
+
+
+RULES: list[tuple[str, Callable[[Claims], list[str]]]] = [
+    ("figures", check_figures), ("products", check_products), ("availability", check_availability),
+    ("promises", check_promises), ("contacts", check_contacts), ("privacy", check_privacy), ("person", check_person)]
+
+
+def check_claims(reply: str, *, hits: list, catalog: list[dict[str, str]], policies_text: str = "",
+                 store_facts: dict | None = None, customer_text: str | None = None) -> list[str]:
+    """Reasons the reply says something its knowledge doesn't back; [] when every claim checks out."""
+    try:
+        reply = str(reply or "").replace("’", "'").replace("‘", "'")
+        if len(reply) > MAX_CHARS:  # no support reply is this long; checking it would take seconds
+            return [f"the reply is {len(reply)} characters, too long to check (limit {MAX_CHARS})"]
+        rows = [{str(k): str(v) for k, v in r.items() if v is not None} for r in catalog or [] if isinstance(r, dict)]
+        hits = [h for h in hits or [] if getattr(h, "kind", "") != "example"]
+        facts = [{str(k): str(v) for k, v in f.items()} if isinstance(f := getattr(h, "facts", None), dict) else {}
+                 for h in hits]
+        mentions = find_mentions(reply, rows)
+        rows_text = ["; ".join(f"{k}: {v}" for k, v in f.items()) for f in facts + [m[2] for m in mentions]
+                     + [store_facts if isinstance(store_facts, dict) else {}]]
+        raw = "\n".join([str(getattr(h, "text", "")) for h in hits] + [str(policies_text or "")] + rows_text)
+        raw = raw.replace("’", "'")
+        c = Claims(reply, raw.lower(), rows, [f for f in facts if f.get("name")],
+                   None if customer_text is None else str(customer_text), mentions, claims=extract(reply))
+        for sentence in split_sentences(reply):
+            start = max(reply.find(sentence, c.sentences[-1][1] if c.sentences else 0), 0)
+            c.sentences.append((start, start + len(sentence)))
+        c.known = extract(raw) + [Claim("bare", "bare", v, v) for v in map(_dec, re.findall(NUM, raw)) if v is not None]
+    except Exception as exc:  # noqa: BLE001 - the guard reports, it never raises
+        return [f"the reply could not be checked ({type(exc).__name__})"]
+    reasons: list[str] = []
+    for name, rule in RULES:
+        try:
+            reasons += rule(c)
+        except Exception as exc:  # noqa: BLE001
+            reasons.append(f"the {name} check failed on this reply ({type(exc).__name__})")
+    return list(dict.fromkeys(reasons))
