@@ -71,7 +71,7 @@ def process_message(*, session: Session, message: Message, settings, drafter, re
         compute(work, session, settings)
         retrieve(work, retriever, session)
         draft_reply(work, session, drafter)
-        check(work, retriever)
+        check(work, retriever, settings)
     route(work, session, settings)
     return store_outcome(work, session, settings)
 
@@ -137,13 +137,13 @@ def draft_reply(work: Work, session: Session, drafter) -> None:
     work.draft = drafter.draft(request)
 
 
-def check(work: Work, retriever) -> None:
+def check(work: Work, retriever, settings) -> None:
     """Tone fixes what is safe to fix; the guard checks every claim against the knowledge."""
     draft = work.draft
     if draft is None or not draft.reply.strip():
         return
     frustrated = bool(work.signals and work.signals.is_frustrated)
-    toned = apply_tone(draft.reply, channel=work.channel, frustrated=frustrated)
+    toned = apply_tone(draft.reply, channel=work.channel, frustrated=frustrated, rules=settings.tone.rules())
     draft.reply = toned.text
     work.check_failures = [f"tone: {v}" for v in toned.violations]
     facts = retriever.facts()
@@ -159,7 +159,8 @@ def route(work: Work, session: Session, settings) -> None:
                        draft=work.draft, signals=work.signals, customer_turns=work.earlier_turns + 1,
                        check_failures=work.check_failures,
                        threshold=settings.routing.auto_send_threshold,
-                       auto_send_enabled=settings.routing.auto_send_email if work.channel == "email" else True,
+                       auto_send_enabled=getattr(settings.routing, f"auto_send_{work.channel}"),
+                       max_turns=settings.routing.max_customer_turns,
                        thread_cap=limits.max_auto_replies_per_thread_per_day,
                        sender_cap=limits.max_auto_replies_per_sender_per_day)
     if work.thread is not None:

@@ -129,10 +129,40 @@ class EmailSettings(Section):
 class RoutingSettings(Section):
     auto_send_threshold: float = Field(0.75, ge=0, le=1)
     auto_send_email: bool = True
+    auto_send_sms: bool = True
+    auto_send_whatsapp: bool = True
+    max_customer_turns: int = Field(5, ge=1)  # more customer messages than this unresolved: handoff
     # Per-sender rate limit: more than burst_limit messages within burst_window_s seconds are
     # not answered one by one; they become context for the next reply.
     burst_limit: int = Field(3, ge=1)
     burst_window_s: float = Field(10.0, gt=0)
+
+
+class ToneSettings(Section):
+    """Tone rules are data; ``responder.tone`` enforces them for every backend."""
+    banned_openers: list[str] = Field(default_factory=lambda: list(_tone_defaults().banned_openers))
+    max_sentences: int = Field(3, ge=1, le=10)
+    acknowledgement: str = "I'm sorry about the trouble."
+    sms_max_segments: int = Field(2, ge=1, le=10)
+
+    def rules(self):
+        import dataclasses
+        return dataclasses.replace(_tone_defaults(), banned_openers=tuple(self.banned_openers),
+                                   max_sentences=self.max_sentences,
+                                   max_sentences_detail=max(self.max_sentences + 1, 4),
+                                   acknowledgement=self.acknowledgement, sms_max_segments=self.sms_max_segments)
+
+
+def _tone_defaults():
+    from responder.tone import TONE_DEFAULTS
+    return TONE_DEFAULTS
+
+
+class SignalSettings(Section):
+    languages: list[str] = Field(default_factory=lambda: ["en"])  # languages the shop answers in
+    # Extra patterns per topic that always go to the owner, e.g. {legal = ["small claims"]}.
+    sensitive_patterns: dict[str, list[str]] = Field(default_factory=dict)
+    refund_window_days: int = Field(30, ge=0)
 
 
 class WebSettings(Section):
@@ -154,6 +184,8 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     email: EmailSettings = EmailSettings()
     routing: RoutingSettings = RoutingSettings()
+    tone: ToneSettings = ToneSettings()
+    signals: SignalSettings = SignalSettings()
     web: WebSettings = WebSettings()
     log: LogSettings = LogSettings()
     # Folder of the settings file: the base of every relative path.
