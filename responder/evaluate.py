@@ -68,17 +68,30 @@ def _store_turn(session, case: dict, turn, settings, number: int) -> Message | N
 
 def run_case(ctx: Context, case: dict) -> list[dict]:
     """Every customer turn of one case, as the results ``eval --json`` prints."""
-    results = []
+    message_ids = []
     for number, turn in enumerate(case.get("turns") or [], 0):
         gap = turn.get("after_s", DEFAULT_GAP_S) if isinstance(turn, dict) else DEFAULT_GAP_S
         if number:
             clock.advance(seconds=float(gap))
         with ctx.db.transaction() as session:
             message = _store_turn(session, case, turn, ctx.settings, number + 1)
-            message_id = message.id if message else None
+            message_ids.append(message.id if message else None)
         process_pending(ctx)
-        results.append(_outcome(ctx, case, number, message_id))
-    return results
+        _record_sends(ctx)
+    # Messages held in a burst are answered once it is over.
+    clock.advance(seconds=ctx.settings.routing.burst_window_s + 2)
+    process_pending(ctx)
+    _record_sends(ctx)
+    return [_outcome(ctx, case, number, message_id) for number, message_id in enumerate(message_ids)]
+
+
+def _record_sends(ctx: Context) -> None:
+    """Replies that would go out now are marked sent, so they become thread history."""
+    with ctx.db.transaction() as session:
+        for row in session.exec(select(Outbox).where(col(Outbox.status) == OutboxStatus.QUEUED)).all():
+            row.status, row.attempts = OutboxStatus.SENDING, 1
+            session.flush()
+            outbox.mark_sent(session=session, outbox_id=row.id, provider_id="eval")
 
 
 def _outcome(ctx: Context, case: dict, number: int, message_id: int | None) -> dict:
@@ -92,13 +105,8 @@ def _outcome(ctx: Context, case: dict, number: int, message_id: int | None) -> d
             return result
         result.update(route=draft.route, reply=draft.text, confidence=draft.confidence,
                       reasons=list(draft.reasons), sources=list(draft.sources))
-        for row in session.exec(select(Outbox).where(Outbox.draft_id == draft.id,
-                                                     col(Outbox.status) == OutboxStatus.QUEUED)).all():
-            row.status, row.attempts = OutboxStatus.SENDING, 1  # recorded instead of sent
-            session.flush()
-            outbox.mark_sent(session=session, outbox_id=row.id, provider_id="eval")
-            if row.body_text and draft.route != "auto":  # a holding reply is what the customer saw
-                result["reply"] = row.body_text
+        for row in session.exec(select(Outbox).where(Outbox.draft_id == draft.id, Outbox.kind == "holding")).all():
+            result["reply"] = row.body_text  # a handoff: the holding reply is what the customer saw
     return result
 
 

@@ -108,6 +108,7 @@ class Message(SQLModel, table=True):
     attachments: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
     received_at: datetime = Field(default_factory=utcnow)
     status: str = Field(default=MessageStatus.RECEIVED, max_length=16)
+    burst: bool = False  # arrived in a burst: held until it ends, then answered together
     attempts: int = 0
     next_attempt_at: Optional[datetime] = None
     last_error: Optional[str] = Field(default=None, sa_column=Column(Text))

@@ -13,11 +13,12 @@ import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, func, select
 
 from channels.email.compose import new_message_id, references_for, render_body, reply_subject
 from channels.email.parse import normalize_subject
 from responder import outbox
+from responder.bursts import fold_burst, hold_if_bursting
 from responder.clock import utcnow
 from responder.conversation import resolve_chat_thread, resolve_customer, resolve_email_thread, thread_history
 from responder.drafting.base import DraftRequest, DraftResult, Turn
@@ -63,11 +64,16 @@ class Work:
         return self.message.channel
 
 
-def process_message(*, session: Session, message: Message, settings, drafter, retriever) -> Draft:
+def process_message(*, session: Session, message: Message, settings, drafter, retriever) -> Draft | None:
+    """The routed draft, or None when the message is held until its burst is over."""
     work = Work(message=message)
     normalize(work, settings)
     if not work.automated:
         resolve(work, session)
+        if hold_if_bursting(session, message, settings):
+            return None
+        for other in fold_burst(session, message):
+            work.text = f"{work.text}\n{other.new_text or other.text}".strip()
         compute(work, session, settings)
         retrieve(work, retriever, session)
         draft_reply(work, session, drafter)
@@ -166,18 +172,7 @@ def route(work: Work, session: Session, settings) -> None:
     if work.thread is not None:
         facts.thread_auto_today = outbox.automatic_sent_since(session=session, since=since, thread_id=work.thread.id)
         facts.sender_auto_today = outbox.automatic_sent_since(session=session, since=since, recipient=work.sender)
-        facts.recent_from_sender = _recent_inbound(session, work, seconds=settings.routing.burst_window_s)
-        facts.burst_limit = settings.routing.burst_limit
     work.decision = decide(facts)
-
-
-def _recent_inbound(session: Session, work: Work, *, seconds: float) -> int:
-    """Messages from this customer in the burst window, this one included."""
-    since = work.message.received_at - timedelta(seconds=seconds)
-    return session.exec(select(func.count()).select_from(Message).where(
-        Message.customer_id == work.customer.id, Message.direction == "in",
-        Message.received_at > since, Message.received_at <= work.message.received_at,
-        col(Message.id) <= work.message.id)).one()
 
 
 def store_outcome(work: Work, session: Session, settings) -> Draft:

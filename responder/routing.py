@@ -37,8 +37,6 @@ class RouteFacts:
     sender_cap: int = 8
     auto_send_enabled: bool = True
     threshold: float = 0.75
-    recent_from_sender: int = 1   # this customer's messages in the burst window, this one included
-    burst_limit: int = 3
     customer_turns: int = 1       # the customer's messages in this thread, this one included
     max_turns: int = 5
     check_failures: list[str] = field(default_factory=list)  # guard and tone, in plain words
@@ -59,13 +57,6 @@ def is_automated(f: RouteFacts) -> str | None:
 
 def is_empty(f: RouteFacts) -> str | None:
     return None if f.text.strip() else "the message has no text to answer"
-
-
-def in_burst(f: RouteFacts) -> str | None:
-    if f.recent_from_sender > f.burst_limit:
-        return (f"message {f.recent_from_sender} in a burst (limit {f.burst_limit}): "
-                "kept as context for the next reply")
-    return None
 
 
 def wants_human(f: RouteFacts) -> str | None:
@@ -155,7 +146,6 @@ def auto_send_off(f: RouteFacts) -> str | None:
 # (rule, route when it hits). Order matters: the first hit decides.
 RULES: list[tuple[Rule, str]] = [
     (is_automated, Route.IGNORE),
-    (in_burst, Route.THROTTLED),
     (wants_human, Route.HANDOFF),
     (is_frustrated, Route.HANDOFF),
     (is_sensitive, Route.HANDOFF),
@@ -179,6 +169,6 @@ def decide(facts: RouteFacts) -> Decision:
     hits = [(route, reason) for rule, route in RULES if (reason := rule(facts))]
     if not hits:
         return Decision(Route.AUTO)
-    if hits[0][0] in (Route.IGNORE, Route.THROTTLED):
+    if hits[0][0] == Route.IGNORE:
         return Decision(hits[0][0], [hits[0][1]])
     return Decision(hits[0][0], [reason for _, reason in hits])
