@@ -76,7 +76,7 @@ def process_message(*, session: Session, message: Message, settings, drafter, re
             work.text = f"{work.text}\n{other.new_text or other.text}".strip()
         compute(work, session, settings)
         retrieve(work, retriever, session)
-        draft_reply(work, session, drafter)
+        draft_reply(work, session, drafter, retriever)
         check(work, retriever, settings)
     route(work, session, settings)
     return store_outcome(work, session, settings)
@@ -132,7 +132,9 @@ def retrieve(work: Work, retriever, session: Session | None = None) -> None:
     work.knowledge_empty = not retriever.index.entries
 
 
-def draft_reply(work: Work, session: Session, drafter) -> None:
+def draft_reply(work: Work, session: Session, drafter, retriever=None) -> None:
+    if getattr(drafter, "wants_examples", False) and retriever is not None:  # tone, never facts
+        work.hits += retriever.search(question_of(work)[:MAX_DRAFT_INPUT], k=3, kinds=("example",))
     history = thread_history(session=session, thread_id=work.thread.id, before_id=work.message.id)
     request = DraftRequest(text=work.text[:MAX_DRAFT_INPUT] or work.subject, subject=work.subject,
                            channel=work.channel, customer_name=work.customer.name, hits=tuple(work.hits),

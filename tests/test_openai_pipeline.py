@@ -60,6 +60,7 @@ def test_a_good_draft_goes_out_and_the_prompt_carries_the_facts(openai_settings)
     assert "$7" in result["reply"]
     prompt = json.dumps(fake.chats[-1].body)
     assert "flat $7 per order" in prompt and "How much is shipping?" in prompt
+    assert "<example>" in prompt  # tone examples from examples.jsonl, marked as style only
 
 
 def test_model_failure_falls_back_to_offline_and_review(openai_settings):

@@ -172,6 +172,7 @@ def _retry_after(headers) -> float | None:
 
 class OpenAIDrafter:
     name = "openai"
+    wants_examples = True  # the pipeline adds a few tone examples to the hits
 
     def __init__(self, settings, *, timeout: float = TIMEOUT_S, budget_s: float = BUDGET_S,
                  max_attempts: int = MAX_ATTEMPTS, sleep: Callable[[float], None] = time.sleep,
