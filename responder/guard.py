@@ -9,37 +9,14 @@ never raises and never waves an unchecked reply through.
 from __future__ import annotations
 
 import re
-from collections import namedtuple
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Callable
 
 from rapidfuzz import fuzz, process
 
+from responder.figures import NUM, Claim, covered, decimal_of, extract, overlaps
 from responder.tone import split_sentences
 
-WORDS = dict(zip("one two three four five six seven eight nine ten twelve twenty thirty forty fifty sixty".split(),
-                 "1 2 3 4 5 6 7 8 9 10 12 20 30 40 50 60".split()))
-NUM = r"(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:[.,]\d+)?|" + "|".join(WORDS) + ")"
-RANGE = rf"(?P<lo>{NUM})(?:\s*(?:-|–|—|to|or)\s*(?P<hi>{NUM}))?"
-UNITS = dict(u.split("=", 1) for u in (  # unit=how it is written; the six durations first
-    r"hour=hours?|hrs? minute=minutes?|mins? day=(?:business\s|working\s|calendar\s)?days? week=(?:business\s)?weeks? "
-    r"month=months? year=years? oz=(?:fl\.?\s?)?oz|ounces? lb=lbs?|pounds? kg=kgs?|kilos?|kilograms? g=g|grams? "
-    r"ml=ml|millilit(?:er|re)s? l=lit(?:er|re)s? cm=cm mm=mm ft=ft|feet|foot "
-    r"inch=inch(?:es)?|in(?=\s*(?:wide|tall|long|high|deep|across|x\b|×|[,;)]|\.(?!\w)|$))|\"|″ "
-    r"count=pieces?|pcs|packs?|items?|units?|candles?|wicks?|tins?|jars?|mugs?|bowls?|plates?|cups?|sets?|pairs?"
-    r"|boxes|bottles?|bars?|samples?|orders?|or\smore|or\sfewer|\+").split())
-QUANTITY = re.compile(rf"(?<![\w.,/$€£]){RANGE}\s?(?:" + "|".join(f"(?P<u_{k}>{v})" for k, v in UNITS.items())
-                      + r")(?!\w)", re.I)
-AMOUNT = r"\d{1,3}(?:[,.]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?"
-MONEY = re.compile(rf"[$€£]\s?(?P<a>{AMOUNT})(?:\s*(?:-|–|to)\s*[$€£]?\s?(?P<b>{AMOUNT}))?|\b(?:USD|EUR|GBP|CAD|AUD)"
-                   rf"\s?(?P<c>{AMOUNT})|(?P<d>{AMOUNT})\s?(?:dollars|bucks|euros?|USD|EUR|GBP|CAD)\b", re.I)
-PERCENT = re.compile(rf"(?<![\w.]){RANGE}\s?(?:%|percent\b|per cent\b)", re.I)
-MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
-MONTH = r"(?P<mon>jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)(?:uary|ruary|ch|il|e|y|ust|t|tember|ober|ember)?"
-DAY, YEAR = r"(?P<d>\d{1,2})(?:st|nd|rd|th)?\b", r"(?:,?\s+(?P<y>\d{4}))?"
-DATES = [re.compile(p, re.I) for p in (rf"\b{MONTH}\.?\s+{DAY}{YEAR}", rf"\b{DAY}\s+(?:of\s+)?{MONTH}\b{YEAR}",
-                                       r"\b(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})\b")]
 VAGUE = re.compile(r"\b(forever|indefinitely|eternal(?:ly)?|endless(?:ly)?|infinite(?:ly)?|a lifetime|unlimited"
                    r"|never (?:burns?|runs?|wears?) out)\b", re.I)
 # Earlier in a claim's clause, these make it no claim: "isn't in stock", "I'll check whether it's available".
@@ -97,55 +74,10 @@ LEADING = set("our the a an this that these those yes no hi hello hey thanks tha
               "all each my your here there what which while because then happy glad plus or however good great of "
               "january february march april may june july august september october november december".split())
 MAX_CHARS = 5000
-Claim = namedtuple("Claim", "kind unit lo hi text start", defaults=("", 0))  # lo/hi: Decimal, or (y|None, m, d)
 
 
 def _norm(text) -> str:
     return re.sub(r"[^a-z0-9]+", " ", str(text).lower().replace("&", " and ")).strip()
-
-
-def _dec(raw) -> Decimal | None:
-    raw = WORDS.get(str(raw or "").lower(), str(raw or ""))
-    raw = raw.replace(".", "") if re.fullmatch(r"\d{1,3}(?:\.\d{3})+,\d{1,2}", raw) else raw  # 1.299,00
-    raw = raw.replace(",", "") if re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?", raw) else raw.replace(",", ".")
-    return Decimal(raw) if re.fullmatch(r"\d+(?:\.\d+)?", raw) else None
-
-
-def _overlaps(span: tuple[int, int], spans) -> bool:
-    return any(a < span[1] and span[0] < b for a, b, *_ in spans)
-
-
-def extract(text: str) -> list[Claim]:
-    """Every figure in ``text`` (kind: price, date, percentage, quantity, duration), in order."""
-    out: list[Claim] = []
-
-    def add(m: re.Match, kind: str, unit: str, lo, hi=None) -> None:
-        if lo is not None and not _overlaps(m.span(), [(c.start, c.start + len(c.text)) for c in out]):
-            out.append(Claim(kind, unit, lo, lo if hi is None else hi, m.group(0), m.start()))
-    for m in MONEY.finditer(text):
-        add(m, "price", "money", _dec(m.group("a") or m.group("c") or m.group("d")), _dec(m.group("b")))
-    for m in (m for pattern in DATES for m in pattern.finditer(text)):
-        g = m.groupdict()
-        month = int(g["m"]) if g.get("m") else MONTHS.index(g["mon"].lower()) + 1
-        if 1 <= month <= 12 and 1 <= int(g["d"]) <= 31 and g.get("mon") != "may":  # "you may 2…" is no date
-            add(m, "date", "date", (int(g["y"]) if g.get("y") else None, month, int(g["d"])))
-    for m in PERCENT.finditer(text):
-        add(m, "percentage", "%", _dec(m.group("lo")), _dec(m.group("hi")))
-    for m in QUANTITY.finditer(text):
-        unit = m.lastgroup[2:]
-        kind = "duration" if unit in list(UNITS)[:6] else "quantity"
-        add(m, kind, unit, _dec(m.group("lo")), _dec(m.group("hi")))
-    return sorted(out, key=lambda c: c.start)
-
-
-def _covered(claim: Claim, known: list[Claim]) -> bool:
-    """The knowledge states the figure, or a range around it ("4 days" in "3–5 days")."""
-    if claim.kind == "date":
-        y, m, d = claim.lo
-        return any(k.lo[1:] == (m, d) and (y is None or k.lo[0] in (None, y)) for k in known if k.kind == "date")
-    units = {claim.unit, "bare"} if claim.unit == "count" else {claim.unit}
-    return (claim.unit == "count" and claim.lo <= 1) or any(
-        k.unit in units and k.lo <= claim.lo and claim.hi <= k.hi for k in known if k.kind != "date")
 
 
 def find_mentions(reply: str, catalog: list[dict[str, str]]) -> list[tuple[int, int, dict]]:
@@ -171,7 +103,7 @@ def find_mentions(reply: str, catalog: list[dict[str, str]]) -> list[tuple[int, 
             found.append((80.0, n, span, runs[key][0]))
     chosen: list[tuple[int, int, dict]] = []
     for _, _, span, p in sorted(found, key=lambda f: (-f[0], -f[1])):
-        chosen += [] if _overlaps(span, chosen) else [(*span, p)]
+        chosen += [] if overlaps(span, chosen) else [(*span, p)]
     return sorted(chosen, key=lambda m: m[0])
 
 
@@ -219,11 +151,11 @@ def check_figures(c: Claims) -> list[str]:
         named, (a, b) = c.product_at(claim.start, same_sentence=True), c.sentence_of(claim.start)
         if claim.kind == "price":  # any product named in the sentence may have this price
             own = [m[2] for m in c.mentions if a <= m[0] < b] or c.hit_products + [m[2] for m in c.mentions]
-            prices = [Claim("price", "money", v, v) for p in own if (v := _dec(p.get("price"))) is not None]
-            said = [f"${price:.2f}".replace(".00", "")] if named and (price := _dec(named.get("price"))) else []
-            if _covered(claim, [k for k in c.known if k.unit == "money"] + prices):
+            prices = [Claim("price", "money", v, v) for p in own if (v := decimal_of(p.get("price"))) is not None]
+            said = [f"${price:.2f}".replace(".00", "")] if named and (price := decimal_of(named.get("price"))) else []
+            if covered(claim, [k for k in c.known if k.unit == "money"] + prices):
                 continue
-        elif _covered(claim, c.known):
+        elif covered(claim, c.known):
             continue
         else:
             row = "; ".join(str(v) for k, v in (named or {}).items() if k not in ("name", "sku", "price"))
@@ -243,7 +175,7 @@ def check_products(c: Claims) -> list[str]:
         while words and words[0].lower() in LEADING:
             words.pop(0)
         key = _norm(" ".join(words))
-        if not key or _overlaps(m.span(), c.mentions) or f" {key} " in known + " ".join(names) + " ":
+        if not key or overlaps(m.span(), c.mentions) or f" {key} " in known + " ".join(names) + " ":
             continue
         follow = re.match(r"[\s-]*([A-Za-z]*)", c.reply[m.end():]).group(1).lower().rstrip("s")
         best = process.extractOne(key, list(names), scorer=fuzz.ratio) or ("", 0, 0)
@@ -270,7 +202,7 @@ def check_availability(c: Claims) -> list[str]:
                 reason = f"says {name} is {what}, but it's {STATUS.get(status, 'not known to be in stock')}"
             elif status == "discontinued":
                 reason = f"promises {name} ('{said}'), but it's discontinued"
-            elif kind == "stock" or not when or due and (_covered(when, due) or not _covered(when, c.known)):
+            elif kind == "stock" or not when or due and (covered(when, due) or not covered(when, c.known)):
                 continue  # nothing to check, the date matches, or check_figures already said it isn't known
             else:
                 reason = f"says {name} is back {when.text}; " + (
@@ -285,7 +217,7 @@ def check_promises(c: Claims) -> list[str]:
     reasons, spans = [], []
     for what, said, stated in PROMISES:
         for m in said.finditer(c.reply):
-            if not c.hedged(m.start()) and not _overlaps(m.span(), spans) and not stated.search(c.knowledge):
+            if not c.hedged(m.start()) and not overlaps(m.span(), spans) and not stated.search(c.knowledge):
                 spans.append(m.span())
                 reasons.append(f"promises {what} ('{m.group(0).strip()}'), which the policies don't state")
     return reasons
@@ -344,7 +276,7 @@ def check_claims(reply: str, *, hits: list, catalog: list[dict[str, str]], polic
         for sentence in split_sentences(reply):
             start = max(reply.find(sentence, c.sentences[-1][1] if c.sentences else 0), 0)
             c.sentences.append((start, start + len(sentence)))
-        c.known = extract(raw) + [Claim("bare", "bare", v, v) for v in map(_dec, re.findall(NUM, raw)) if v is not None]
+        c.known = extract(raw) + [Claim("bare", "bare", v, v) for v in map(decimal_of, re.findall(NUM, raw)) if v is not None]
     except Exception as exc:  # noqa: BLE001 - the guard reports, it never raises
         return [f"the reply could not be checked ({type(exc).__name__})"]
     reasons: list[str] = []
