@@ -331,3 +331,19 @@ def test_empty_knowledge_sends_everything_to_the_owner_saying_why(tmp_path, monk
     assert smtp_capture.messages == [] and draft.route == Route.REVIEW
     assert any("knowledge folder is empty" in r for r in draft.reasons), draft.reasons
     ctx.db.dispose()
+
+
+def test_memory_follows_the_conversation_and_never_crosses_customers(loop):
+    ctx, dovecot, smtp = loop
+    dovecot.append(customer_mail("I just ordered Amber Noir for my sister", sender="a@customer.test",
+                                 message_id="<mem1@customer.test>", subject="gift"))
+    run_until_idle(ctx)
+    dovecot.append(customer_mail("how long does it burn?", sender="a@customer.test", subject="Re: gift",
+                                 in_reply_to="<mem1@customer.test>"))
+    dovecot.append(customer_mail("how long does it burn?", sender="b@customer.test", subject="Re: gift",
+                                 in_reply_to="<mem1@customer.test>"))
+    run_until_idle(ctx)
+    drafts = {d.message_id: d for d in rows(ctx, Draft)}
+    first, same, other = rows(ctx, Message, Message.direction == "in")
+    assert "45 hours" in drafts[same.id].text and drafts[same.id].sources == ["catalog.csv#WW-104"]
+    assert "Amber Noir" not in drafts[other.id].text and other.thread_id != first.thread_id

@@ -80,3 +80,11 @@ def test_hostile_and_odd_input_gets_a_route_and_a_reason_never_a_crash(tmp_path)
         assert "system prompt" not in (row["reply"] or "").lower() and "everyone@example.com" not in row["reply"]
     assert rows["odd7"]["route"] != "auto" and rows["odd8"]["route"] != "auto"
     assert rows["odd0"]["route"] != "auto"  # a language the shop doesn't serve waits for the owner
+
+
+def test_eval_exits_1_when_a_case_fails(tmp_path):
+    path = tmp_path / "cases.jsonl"
+    path.write_text(json.dumps({"id": "wrong", "channel": "sms", "from": "+15550100010",
+                                "turns": ["how much is shipping"], "expect": {"routes": ["handoff"]}}) + "\n")
+    result = run("eval", str(path))
+    assert result.returncode == 1 and "FAIL" in result.stdout and "0 of 1 cases pass" in result.stdout
