@@ -73,6 +73,8 @@ class LLMSettings(Section):
     model: str = "gpt-4o-mini"
     base_url: str = ""
     api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = Field(15.0, gt=0)   # one request; slow local models on a CPU may need more
+    budget_s: float = Field(20.0, gt=0)    # every retry included; then the draft is made offline
 
 
 class EmailSettings(Section):

@@ -236,3 +236,12 @@ def test_unreachable_server_falls_back(settings):
     d, sleeps = drafter(settings, max_attempts=2)
     result = d.draft(ask())
     assert result.backend == "offline" and sleeps == [1.0] and "could not connect" in result.reasons[0]
+
+
+def test_timeouts_come_from_the_settings(fake, tmp_path):
+    from responder.drafting.openai_backend import OpenAIDrafter
+
+    path = tmp_path / "s.toml"
+    path.write_text(f'[llm]\nprovider = "openai"\nbase_url = "{fake.base_url}"\ntimeout_s = 42\nbudget_s = 90\n')
+    drafter = OpenAIDrafter(load_settings(path))
+    assert (drafter.timeout, drafter.budget_s) == (42, 90)

@@ -174,11 +174,13 @@ class OpenAIDrafter:
     name = "openai"
     wants_examples = True  # the pipeline adds a few tone examples to the hits
 
-    def __init__(self, settings, *, timeout: float = TIMEOUT_S, budget_s: float = BUDGET_S,
+    def __init__(self, settings, *, timeout: float | None = None, budget_s: float | None = None,
                  max_attempts: int = MAX_ATTEMPTS, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.model = settings.llm.model
+        timeout = timeout or getattr(settings.llm, "timeout_s", None) or TIMEOUT_S
+        budget_s = budget_s or getattr(settings.llm, "budget_s", None) or BUDGET_S
         self.timeout, self.budget_s, self.max_attempts = timeout, budget_s, max(1, max_attempts)
         self._sleep, self._clock = sleep, clock
         self._json_mode = True
