@@ -51,12 +51,10 @@ def cmd_search(settings, args) -> int:
 
 
 def _eval_context(settings):
-    import tempfile
-
     from responder.context import build_context
 
-    folder = tempfile.mkdtemp(prefix="deskhand-eval-")
-    return build_context(settings, database_url=f"sqlite:///{folder}/unused.sqlite3", migrate=False)
+    # run_cases gives every case its own database; this one is never used, so keep it in memory.
+    return build_context(settings, database_url="sqlite:///:memory:", migrate=False)
 
 
 def cmd_ask(settings, args) -> int:

@@ -8,20 +8,13 @@ today (cap 4)"). A message no rule holds back is sent automatically.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Callable
 
 from responder.drafting.base import DraftResult
 from responder.models import Route
+from responder.signals import HUMAN_REQUEST  # one definition of "asking for a person"
 
-# Asking for a person: a request verb aimed at a human, or "real person"-style wording.
-# "safe around a person with asthma" mentions a person without asking for one.
-_WHO = r"(?:a |an |the |your |some )?(?:real |actual |live )?(?:human|person|people|agent|representative|rep|manager|owner|someone|somebody|staff|support team)"
-HUMAN_REQUEST = re.compile(
-    rf"\b(?:speak|talk|chat|connect|transfer|put|get)\s+(?:me\s+)?(?:to|with|through to)\s+{_WHO}\b"
-    rf"|\b(?:want|need|like|request|get me|give me)\s+(?:to\s+(?:reach|contact)\s+)?{_WHO}\b(?!\s+(?:with|who|that|in)\b)"
-    r"|\b(?:real|actual|live)\s+(?:person|human|people)\b|\bhuman\s+being\b|\bcall\s+me\b", re.I)
 
 
 @dataclass
