@@ -22,6 +22,9 @@ class Outbound:
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
     automatic: bool = True
+    body_html: str | None = None  # else the channel builds HTML from body_text
+    # feedback: {"up": url, "down": url}; images: [{"cid", "content_type", "data" (base64)}];
+    # auto_generated: True for mail to the owner (RFC 3834 "auto-generated", not a reply)
     extra: dict = field(default_factory=dict)
 
 

@@ -167,7 +167,8 @@ def claim_outbound(ctx: Context, channel: str) -> Outbound | None:
             return None
         return Outbound(outbox_id=row.id, recipient=row.recipient, subject=row.subject,
                         body_text=row.body_text, message_id=row.message_id, in_reply_to=row.in_reply_to,
-                        references=tuple(row.references or ()), automatic=row.automatic)
+                        references=tuple(row.references or ()), automatic=row.automatic,
+                        body_html=row.body_html, extra=dict(row.extra or {}))
 
 
 def has_outbound(ctx: Context, channel: str) -> bool:

@@ -12,6 +12,7 @@ Timestamps are aware UTC datetimes (see ``responder.clock``).
 """
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Any, Optional
 
@@ -19,6 +20,10 @@ from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, Text, Uniqu
 from sqlmodel import Field, SQLModel
 
 from responder.clock import utcnow
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(18)
 
 
 class MessageStatus:
@@ -39,8 +44,10 @@ class Route:
 class DraftStatus:
     QUEUED = "queued"      # auto: handed to the outbox
     PENDING = "pending"    # waiting for the owner
-    APPROVED = "approved"
+    APPROVED = "approved"  # the owner said send (maybe edited): handed to the outbox
+    SENT = "sent"          # approved and delivered
     REJECTED = "rejected"
+    EXPIRED = "expired"    # waited longer than [approvals] expire_days; never sent
     CLOSED = "closed"      # ignore: nothing to do
 
 
@@ -132,14 +139,27 @@ class Draft(SQLModel, table=True):
     knowledge_version: str = Field(default="", max_length=64)  # which knowledge it was drafted from
     created_at: datetime = Field(default_factory=utcnow)
     decided_at: Optional[datetime] = None
+    # The owner's side (responder.approvals): ``text`` stays the bot's draft; what was sent after
+    # an edit is ``sent_text``. ``token`` is the unguessable reference an approval email must carry.
+    token: str = Field(default_factory=new_token, max_length=64, unique=True, index=True)
+    sent_text: Optional[str] = Field(default=None, sa_column=Column(Text))
+    edited: bool = False
+    decided_by: str = Field(default="", max_length=320)
+    reminded_at: Optional[datetime] = None
+    no_match: bool = False  # retrieval found nothing for the question: a hint for a new FAQ entry
+    llm_prompt_tokens: int = 0
+    llm_completion_tokens: int = 0
+    llm_cost: float = 0.0   # USD, from [llm] price settings
 
 
 class Outbox(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("draft_id", "kind", name="uq_outbox_draft_kind"),
                       Index("ix_outbox_status_next", "status", "next_attempt_at"))
     id: Optional[int] = Field(default=None, primary_key=True)
-    draft_id: int = Field(foreign_key="draft.id")
-    kind: str = Field(default="reply", max_length=16)  # reply | holding (one of each per draft)
+    # None for mail to the owner that belongs to no draft (the digest).
+    draft_id: Optional[int] = Field(default=None, foreign_key="draft.id")
+    # reply | holding (to the customer); notify | remind | confirm | digest (to the owner)
+    kind: str = Field(default="reply", max_length=16)
     thread_id: Optional[int] = Field(default=None, foreign_key="thread.id")
     channel: str = Field(max_length=16)
     recipient: str = Field(max_length=320)
@@ -156,6 +176,10 @@ class Outbox(SQLModel, table=True):
     provider_id: Optional[str] = Field(default=None, max_length=998)
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: Optional[datetime] = None
+    # Optional HTML body (else built from body_text) and extras for the channel: feedback links,
+    # inline images as {"cid", "content_type", "data" (base64)}.
+    body_html: Optional[str] = Field(default=None, sa_column=Column(Text))
+    extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
 
 
 class MailboxCursor(SQLModel, table=True):
@@ -167,4 +191,66 @@ class MailboxCursor(SQLModel, table=True):
     last_uid: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     # Mail received before this instant is never answered (first-start cut-off).
     since: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class DraftEvent(SQLModel, table=True):
+    """Every change of a held draft, with who and when (the approval queue's audit trail)."""
+    id: Optional[int] = Field(default=None, primary_key=True)
+    draft_id: int = Field(foreign_key="draft.id", index=True)
+    action: str = Field(max_length=24)   # approved | edited | rejected | expired | sent | reminded | refused
+    actor: str = Field(default="", max_length=320)  # "owner (web)", "owner (email)", "cli", "system"
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    at: datetime = Field(default_factory=utcnow)
+
+
+class Feedback(SQLModel, table=True):
+    """A customer's thumbs up or down on an automatic reply (one vote per draft; the last counts)."""
+    __table_args__ = (UniqueConstraint("draft_id", name="uq_feedback_draft"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    draft_id: int = Field(foreign_key="draft.id")
+    thread_id: Optional[int] = Field(default=None, foreign_key="thread.id")
+    vote: str = Field(max_length=4)   # up | down
+    comment: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    created_at: datetime = Field(default_factory=utcnow)
+    seen_at: Optional[datetime] = None  # the owner has looked at it (shown in the digest until then)
+
+
+class UsedLink(SQLModel, table=True):
+    """Nonces of signed one-click links already used: a link works once."""
+    __table_args__ = (UniqueConstraint("nonce", name="uq_usedlink_nonce"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    nonce: str = Field(max_length=64)
+    purpose: str = Field(default="", max_length=32)
+    used_at: datetime = Field(default_factory=utcnow)
+
+
+class Lesson(SQLModel, table=True):
+    """What an owner's edit teaches: a proposed addition to the knowledge folder."""
+    id: Optional[int] = Field(default=None, primary_key=True)
+    draft_id: int = Field(foreign_key="draft.id", index=True)
+    kind: str = Field(max_length=16)         # faq | example
+    path: str = Field(max_length=255)        # file in the knowledge folder, e.g. faq.md
+    addition: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    diff: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    status: str = Field(default="proposed", max_length=16)  # proposed | accepted | dismissed
+    created_at: datetime = Field(default_factory=utcnow)
+    decided_at: Optional[datetime] = None
+
+
+class Digest(SQLModel, table=True):
+    """One daily digest per shop day: what it listed, so a reply to it can name a draft by number."""
+    __table_args__ = (UniqueConstraint("day", name="uq_digest_day"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    day: str = Field(max_length=10)          # YYYY-MM-DD in the shop's timezone
+    token: str = Field(default_factory=new_token, max_length=64, unique=True, index=True)
+    draft_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON))
+    outbox_id: Optional[int] = Field(default=None, foreign_key="outbox.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class OwnerSetting(SQLModel, table=True):
+    """Small owner-side values kept in the database (the web password's hash)."""
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     updated_at: datetime = Field(default_factory=utcnow)

@@ -17,16 +17,19 @@ from responder.db import claim
 from responder.models import Message, Outbox, OutboxStatus, Thread
 
 SEND_LEASE = timedelta(minutes=5)
+OWNER_KINDS = ("notify", "remind", "confirm", "digest")  # mail to the owner, not to a customer
 MAX_ATTEMPTS = 8
 BACKOFF = [timedelta(seconds=s) for s in (30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600)]
 
 
-def enqueue(*, session: Session, draft_id: int, thread_id: int | None, channel: str, recipient: str,
+def enqueue(*, session: Session, draft_id: int | None, thread_id: int | None, channel: str, recipient: str,
             subject: str, body_text: str, message_id: str, in_reply_to: str | None = None,
-            references: list[str] | None = None, automatic: bool = True, kind: str = "reply") -> Outbox:
+            references: list[str] | None = None, automatic: bool = True, kind: str = "reply",
+            body_html: str | None = None, extra: dict | None = None) -> Outbox:
     row = Outbox(draft_id=draft_id, kind=kind, thread_id=thread_id, channel=channel, recipient=recipient,
                  subject=subject, body_text=body_text, message_id=message_id, in_reply_to=in_reply_to,
-                 references=references or [], automatic=automatic, next_attempt_at=utcnow())
+                 references=references or [], automatic=automatic, next_attempt_at=utcnow(),
+                 body_html=body_html, extra=extra or {})
     session.add(row)
     session.flush()
     return row
@@ -65,6 +68,11 @@ def mark_sent(*, session: Session, outbox_id: int, provider_id: str) -> None:
     row = session.get(Outbox, outbox_id)
     row.status, row.provider_id, row.sent_at, row.last_error = OutboxStatus.SENT, provider_id, utcnow(), None
     row.next_attempt_at = None
+    if row.kind in OWNER_KINDS:
+        return  # mail to the owner is not part of a customer's thread
+    if row.kind == "reply" and row.draft_id is not None:
+        from responder.approvals import mark_sent as draft_sent
+        draft_sent(session, row.draft_id)
     # The reply becomes part of the thread: history for the drafter, threading for the next mail.
     thread = session.get(Thread, row.thread_id) if row.thread_id else None
     session.add(Message(channel=row.channel, direction="out", provider_id=_bare(row.message_id),

@@ -17,7 +17,7 @@ from sqlmodel import Session, func, select
 
 from channels.email.compose import new_message_id, references_for, render_body, reply_subject
 from channels.email.parse import normalize_subject
-from responder import outbox
+from responder import links, outbox
 from responder.bursts import fold_burst, hold_if_bursting
 from responder.clock import utcnow
 from responder.conversation import resolve_chat_thread, resolve_customer, resolve_email_thread, thread_history
@@ -186,7 +186,8 @@ def store_outcome(work: Work, session: Session, settings) -> Draft:
                   text=result.reply if result else "", confidence=result.confidence if result else None,
                   reasons=reasons, sources=result.sources if result else [],
                   backend=result.backend if result else "", knowledge_version=work.knowledge_version,
-                  signals=work.signals.to_dict() if work.signals else {})
+                  signals=work.signals.to_dict() if work.signals else {}, no_match=has_no_match(work))
+    record_usage(draft, result, settings)
     session.add(draft)
     session.flush()
     if decision.route == Route.AUTO:
@@ -204,6 +205,18 @@ def store_outcome(work: Work, session: Session, settings) -> Draft:
     return draft
 
 
+def has_no_match(work: Work) -> bool:
+    """A real question that retrieval found nothing for (the digest's hints for new FAQ entries)."""
+    return bool(work.draft is not None and not work.automated and work.text.strip()
+                and not any(h.kind != "example" for h in work.hits))
+
+
+def record_usage(draft: Draft, result, settings) -> None:
+    prompt, completion = getattr(result, "prompt_tokens", 0) or 0, getattr(result, "completion_tokens", 0) or 0
+    draft.llm_prompt_tokens, draft.llm_completion_tokens = prompt, completion
+    draft.llm_cost = settings.llm.cost(prompt, completion)
+
+
 def may_send_holding(work: Work, session: Session, settings) -> bool:
     since = utcnow() - timedelta(days=1)
     already = session.exec(select(func.count()).select_from(Outbox).where(
@@ -218,11 +231,15 @@ def may_send_holding(work: Work, session: Session, settings) -> bool:
 
 def enqueue_reply(work: Work, draft: Draft, text: str, session: Session, settings, kind: str = "reply") -> None:
     if work.channel == "email":
+        # Automatic answers end with thumbs up / down links, when customers can reach the server.
+        feedback = {vote: links.feedback_link(settings, draft.id, vote) for vote in ("up", "down")} \
+            if kind == "reply" and settings.web.public_url else None
         outbox.enqueue(session=session, draft_id=draft.id, thread_id=work.thread.id, channel="email", kind=kind,
                        recipient=work.sender, subject=reply_subject(work.subject),
                        body_text=render_body(body=text, customer_name=work.customer.name, store=settings.store),
                        message_id=new_message_id(settings.reply_address), in_reply_to=work.message_id,
-                       references=references_for(work.message_id, list(work.references)))
+                       references=references_for(work.message_id, list(work.references)),
+                       extra={"feedback": feedback} if feedback else None)
     else:  # a text message: the reply alone, no greeting or signature
         outbox.enqueue(session=session, draft_id=draft.id, thread_id=work.thread.id, channel=work.channel,
                        kind=kind, recipient=work.sender, subject="", body_text=text,

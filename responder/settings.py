@@ -75,6 +75,12 @@ class LLMSettings(Section):
     api_key_env: str = "OPENAI_API_KEY"
     timeout_s: float = Field(15.0, gt=0)   # one request; slow local models on a CPU may need more
     budget_s: float = Field(20.0, gt=0)    # every retry included; then the draft is made offline
+    # USD per million tokens, for the spend shown in the digest and the dashboard (0 for a local model).
+    price_input_per_mtok: float = Field(0.15, ge=0)
+    price_output_per_mtok: float = Field(0.60, ge=0)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.price_input_per_mtok + completion_tokens * self.price_output_per_mtok) / 1e6
 
 
 class EmailSettings(Section):
@@ -170,6 +176,52 @@ class SignalSettings(Section):
 class WebSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8025, ge=0, le=65535)
+    # Where the owner's browser and the customers' feedback links reach this server, e.g.
+    # https://help.example.com behind a reverse proxy. Empty: http://host:port, and customer
+    # emails carry no feedback links (a customer can't reach 127.0.0.1).
+    public_url: str = ""
+    # The variable holding the secret that signs links and sessions. Unset: a random secret is
+    # made once and kept in <data_dir>/secret.key (set the variable when several daemons share a database).
+    secret_env: str = "DESKHAND_SECRET"
+    session_hours: float = Field(12.0, gt=0)
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
+class ApprovalSettings(Section):
+    """The approval queue (responder.approvals)."""
+    remind_after_hours: float = Field(24.0, gt=0)  # a pending draft this old gets one reminder
+    expire_days: float = Field(14.0, gt=0)         # then it expires and is never sent
+    notify: Literal["none", "handoff", "all"] = "handoff"  # email the owner at once for these
+    link_ttl_hours: float = Field(72.0, gt=0)      # one-click approve/reject links
+    feedback_ttl_days: float = Field(60.0, gt=0)   # thumbs up/down links in replies
+
+
+class DigestSettings(Section):
+    enabled: bool = True
+    time: str = "08:00"   # local time in [store] timezone
+    to: str = ""          # the owner's address; empty: no digest and no owner email. Approval
+                          # replies are accepted only from this address (and with the draft's token).
+
+    @field_validator("time")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        import re
+        match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value.strip())
+        if not match:
+            raise ValueError("must be a 24-hour time such as '08:00'")
+        return f"{int(match.group(1)):02d}:{match.group(2)}"
+
+    @property
+    def hour_minute(self) -> tuple[int, int]:
+        hour, minute = self.time.split(":")
+        return int(hour), int(minute)
 
 
 class LogSettings(Section):
@@ -189,6 +241,8 @@ class Settings(BaseSettings):
     tone: ToneSettings = ToneSettings()
     signals: SignalSettings = SignalSettings()
     web: WebSettings = WebSettings()
+    approvals: ApprovalSettings = ApprovalSettings()
+    digest: DigestSettings = DigestSettings()
     log: LogSettings = LogSettings()
     # Folder of the settings file: the base of every relative path.
     base_dir: Path = Path(".")
@@ -228,6 +282,25 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.store.timezone)
+
+    @property
+    def owner_address(self) -> str:
+        return self.digest.to.strip().lower()
+
+    @property
+    def base_url(self) -> str:
+        """Where links in emails point: [web] public_url, else the local server."""
+        return self.web.public_url or f"http://{self.web.host}:{self.web.port}"
+
+    def secret(self) -> bytes:
+        """The key for signed links and session cookies (see [web] secret_env)."""
+        value = os.environ.get(self.web.secret_env, "")
+        if value:
+            if value.strip().lower() in PLACEHOLDER_SECRETS or len(value) < 16:
+                raise ConfigError(f"The environment variable {self.web.secret_env} named by [web] secret_env "
+                                  "must hold at least 16 random characters.")
+            return value.encode()
+        return _stored_secret(self.data_dir / "secret.key")
 
 
 def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
@@ -269,6 +342,19 @@ def _secret(env_name: str, key: str) -> str:
         why = "is not set" if not value else "holds a placeholder, not a real secret"
         raise ConfigError(f"The environment variable {env_name} named by {key} {why}.")
     return value
+
+
+def _stored_secret(path: Path) -> bytes:
+    import secrets as _secrets
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            return path.read_bytes().strip()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(_secrets.token_urlsafe(32))
+    return path.read_bytes().strip()
 
 
 def _resolve(base: Path, path: Path) -> Path:

@@ -8,6 +8,7 @@ CR and LF are stripped from every header value, so header injection is impossibl
 """
 from __future__ import annotations
 
+import base64
 import re
 import uuid
 from email.headerregistry import Address
@@ -69,7 +70,26 @@ def compose(outbound: Outbound, *, from_address: str, from_name: str) -> EmailMe
     if outbound.automatic:
         msg["Auto-Submitted"] = "auto-replied"      # RFC 3834 §5
         msg["X-Auto-Response-Suppress"] = "All"    # asks Exchange not to send OOF back
-    msg.set_content(outbound.body_text)
-    paragraphs = [p.splitlines() for p in re.split(r"\n\s*\n", outbound.body_text.strip()) if p.strip()]
-    msg.add_alternative(render("email/reply.html.j2", paragraphs=paragraphs), subtype="html")
+    elif outbound.extra.get("auto_generated"):
+        msg["Auto-Submitted"] = "auto-generated"    # RFC 3834 §5: the digest, notifications
+        msg["X-Auto-Response-Suppress"] = "All"
+    feedback = outbound.extra.get("feedback") or {}
+    text = outbound.body_text
+    if feedback:
+        text = text.rstrip("\n") + "\n\n" + render("email/feedback.txt.j2", **feedback).strip() + "\n"
+    msg.set_content(text)
+    html = outbound.body_html
+    if html is None:
+        paragraphs = [p.splitlines() for p in re.split(r"\n\s*\n", outbound.body_text.strip()) if p.strip()]
+        html = render("email/reply.html.j2", paragraphs=paragraphs, feedback=feedback)
+    msg.add_alternative(html, subtype="html")
+    images = outbound.extra.get("images") or []
+    if images:
+        # Inline pictures (the digest's chart): multipart/related around the HTML part, cid: links.
+        html_part = msg.get_payload()[1]
+        for image in images:
+            maintype, _, subtype = image.get("content_type", "image/png").partition("/")
+            html_part.add_related(base64.b64decode(image["data"]), maintype=maintype, subtype=subtype,
+                                  cid=f"<{clean_header(image['cid'])}>", disposition="inline",
+                                  filename=clean_header(image.get("filename", "chart.png")))
     return msg
