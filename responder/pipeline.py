@@ -17,7 +17,7 @@ from sqlmodel import Session, func, select
 
 from channels.email.compose import new_message_id, references_for, render_body, reply_subject
 from channels.email.parse import normalize_subject
-from responder import links, outbox
+from responder import links, outbox, owner_mail, owner_replies
 from responder.bursts import fold_burst, hold_if_bursting
 from responder.clock import utcnow
 from responder.conversation import resolve_chat_thread, resolve_customer, resolve_email_thread, thread_history
@@ -68,6 +68,15 @@ def process_message(*, session: Session, message: Message, settings, drafter, re
     """The routed draft, or None when the message is held until its burst is over."""
     work = Work(message=message)
     normalize(work, settings)
+    if not work.automated and work.channel == "email":
+        # The owner answering a notification or the digest ("approve", new text, "reject"):
+        # acted on here, never answered as a customer (responder.owner_replies).
+        owner = owner_replies.handle(work, session, settings)
+        if owner is not None:
+            work.decision = Decision(Route.IGNORE, owner.reasons)
+            draft = store_outcome(work, session, settings)
+            owner_replies.confirm(session, settings, work, draft, owner)
+            return draft
     if not work.automated:
         resolve(work, session)
         if hold_if_bursting(session, message, settings):
@@ -192,7 +201,9 @@ def store_outcome(work: Work, session: Session, settings) -> Draft:
     session.flush()
     if decision.route == Route.AUTO:
         enqueue_reply(work, draft, draft.text, session, settings)
-    elif decision.route == Route.HANDOFF and may_send_holding(work, session, settings):
+    if decision.route in (Route.REVIEW, Route.HANDOFF):
+        owner_mail.notify_held(session, settings, draft)  # per [approvals] notify
+    if decision.route == Route.HANDOFF and may_send_holding(work, session, settings):
         # Never leave the customer in silence (but once a day per thread, within the caps).
         holding = render("replies/holding.txt.j2", owner_name=settings.store.owner_name,
                          frustrated=bool(work.signals and work.signals.is_frustrated),
