@@ -7,6 +7,10 @@
     python run.py search "question" [--k 5] [--knowledge DIR] [--json]
     python run.py ask "text" [--channel email|sms|whatsapp] [--from ADDR] [--subject S] [--json]
     python run.py eval [CASES.jsonl] [--json]
+    python run.py queue list|show ID|approve ID [--text T] [--force]|reject ID [--reason R]
+    python run.py digest --print | --send
+    python run.py stats [--days N] [--json]
+    python run.py set-password [--password-stdin]
 """
 from __future__ import annotations
 
@@ -48,6 +52,13 @@ def cmd_check(settings) -> int:
     return 0
 
 
+def _lazy(module: str, name: str):
+    def run(settings, args) -> int:
+        import importlib
+        return getattr(importlib.import_module(module), name)(settings, args)
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="run.py", description="Deskhand support responder")
     parser.add_argument("--config", help="settings file (default: ./settings.toml)")
@@ -73,6 +84,29 @@ def main(argv: list[str] | None = None) -> int:
     evaluate = sub.add_parser("eval", help="run conversation cases through the pipeline, nothing sent")
     evaluate.add_argument("cases", nargs="?", help="cases file (default: <knowledge>/conversations.jsonl)")
     evaluate.add_argument("--json", action="store_true", help="one JSON object per customer turn")
+    queue = sub.add_parser("queue", help="the drafts waiting for you: list, show, approve, reject")
+    queue_sub = queue.add_subparsers(dest="action", required=True)
+    queue_list = queue_sub.add_parser("list", help="pending drafts, oldest first")
+    queue_list.add_argument("--json", action="store_true", help="one JSON object per line")
+    queue_show = queue_sub.add_parser("show", help="one draft with the customer's message, reasons and history")
+    queue_show.add_argument("id", type=int)
+    queue_show.add_argument("--json", action="store_true")
+    queue_approve = queue_sub.add_parser("approve", help="send the draft (or --text instead)")
+    queue_approve.add_argument("id", type=int)
+    queue_approve.add_argument("--text", help="send this text instead of the draft (the draft is kept)")
+    queue_approve.add_argument("--force", action="store_true", help="send even if the customer wrote again since")
+    queue_reject = queue_sub.add_parser("reject", help="drop the draft; nothing is sent")
+    queue_reject.add_argument("id", type=int)
+    queue_reject.add_argument("--reason")
+    digest = sub.add_parser("digest", help="the daily digest: print it, or send it now")
+    digest_mode = digest.add_mutually_exclusive_group(required=True)
+    digest_mode.add_argument("--print", action="store_true", help="render the digest to stdout")
+    digest_mode.add_argument("--send", action="store_true", help="send the digest to [digest] to now")
+    stats = sub.add_parser("stats", help="how the bot is doing, from the stored rows")
+    stats.add_argument("--days", type=int, default=7)
+    stats.add_argument("--json", action="store_true")
+    password = sub.add_parser("set-password", help="set the password of the web pages")
+    password.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     args = parser.parse_args(argv)
 
     from responder.settings import load_settings
@@ -83,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         from responder import commands
 
         handlers = {"check": lambda s, a: cmd_check(s), "ingest": commands.cmd_ingest,
-                    "search": commands.cmd_search, "ask": commands.cmd_ask, "eval": commands.cmd_eval}
+                    "search": commands.cmd_search, "ask": commands.cmd_ask, "eval": commands.cmd_eval,
+                    "queue": commands.cmd_queue, "digest": _lazy("responder.digest", "cmd_digest"),
+                    "stats": _lazy("responder.metrics", "cmd_stats"),
+                    "set-password": _lazy("responder.web.auth", "cmd_set_password")}
         return handlers.get(args.command, lambda s, a: cmd_daemon(s))(settings, args)
     except ConfigError as exc:
         print(f"Deskhand cannot start: {exc}", file=sys.stderr)

@@ -104,3 +104,80 @@ def cmd_eval(settings, args) -> int:
     else:
         print(f"{len(cases) - failed} of {len(cases)} cases pass")
     return 1 if failed else 0
+
+
+# --- the approval queue: python run.py queue list|show|approve|reject --------------------------
+
+def _database(settings):
+    from responder.db import Database
+
+    db = Database(settings.database_url)
+    db.migrate()
+    return db
+
+
+def _draft_summary(session, draft) -> dict:
+    from responder.models import Customer, Message
+
+    message = session.get(Message, draft.message_id)
+    customer = session.get(Customer, message.customer_id) if message and message.customer_id else None
+    return {"id": draft.id, "route": draft.route, "status": draft.status, "created_at": draft.created_at.isoformat(),
+            "channel": message.channel if message else "", "customer": customer.name if customer else "",
+            "from": message.sender if message else "", "subject": message.subject if message else "",
+            "message": (message.new_text or message.text) if message else "", "draft": draft.text,
+            "sent_text": draft.sent_text, "reasons": draft.reasons, "sources": draft.sources,
+            "confidence": draft.confidence}
+
+
+def cmd_queue(settings, args) -> int:
+    from responder import approvals
+
+    db = _database(settings)
+    try:
+        with db.transaction() as session:
+            if args.action == "list":
+                rows = [_draft_summary(session, d) for d in approvals.pending(session)]
+                for row in rows:
+                    if args.json:
+                        print(json.dumps(row, ensure_ascii=False))
+                    else:
+                        who = row["customer"] or row["from"]
+                        print(f"#{row['id']:<5} {row['route']:8} {row['created_at'][:16]}  {who[:28]:28} "
+                              f"{' '.join(row['message'].split())[:60]}\n       why: {'; '.join(row['reasons']) or '-'}")
+                if not rows and not args.json:
+                    print("nothing waiting for you")
+                return 0
+            draft = approvals.get(session, args.id)
+            if args.action == "show":
+                row = _draft_summary(session, draft)
+                row["events"] = [{"action": e.action, "actor": e.actor, "detail": e.detail, "at": e.at.isoformat()}
+                                 for e in approvals.events(session, draft.id)]
+                row["newer_messages"] = len(approvals.newer_messages(session, draft))
+                if args.json:
+                    print(json.dumps(row, ensure_ascii=False))
+                    return 0
+                print(f"draft #{row['id']} ({row['route']}, {row['status']}) from {row['customer'] or row['from']}"
+                      f"\nsubject: {row['subject']}\n\ncustomer wrote:\n{row['message']}\n\ndraft:\n{row['draft'] or '(none)'}"
+                      f"\n\nwhy held: {'; '.join(row['reasons']) or '-'}\nsources:  {', '.join(row['sources']) or '-'}")
+                if row["sent_text"] is not None and row["sent_text"] != row["draft"]:
+                    print(f"\nsent instead:\n{row['sent_text']}")
+                if row["newer_messages"]:
+                    print(f"\nwarning: the customer wrote {row['newer_messages']} more message(s) since")
+                for event in row["events"]:
+                    print(f"{event['at'][:16]}  {event['action']} by {event['actor']}  {event['detail']}")
+                return 0
+            if args.action == "approve":
+                approvals.approve(session, settings, draft.id, actor="owner (cli)", text=args.text, force=args.force)
+                print(f"approved draft #{draft.id}{' (edited)' if draft.edited else ''}: the daemon sends it next")
+            else:
+                approvals.reject(session, draft.id, actor="owner (cli)", reason=args.reason or "")
+                print(f"rejected draft #{draft.id}: nothing will be sent")
+        return 0
+    except approvals.ThreadMovedOn as exc:
+        print(f"not sent: {exc} (use --force to send anyway)")
+        return 1
+    except approvals.ApprovalError as exc:
+        print(str(exc))
+        return 1
+    finally:
+        db.dispose()
