@@ -35,8 +35,10 @@ def cmd_daemon(settings) -> int:
     from responder.web import create_app
 
     ctx = build_context(settings)
+    daemon = Daemon(ctx)
+    daemon.app = create_app(ctx)
     try:
-        asyncio.run(Daemon(ctx, app=create_app(ctx)).run())
+        asyncio.run(daemon.run())
     finally:
         ctx.db.dispose()
     return 0

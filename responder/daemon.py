@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from channels.email.imap import IMAP_ERRORS, IdleWatcher
 from responder import jobs
@@ -24,6 +25,16 @@ from responder.context import Context
 from responder.errors import ConfigError
 
 log = logging.getLogger("deskhand.daemon")
+
+
+def _digest_job(ctx: Context) -> int:
+    from responder.digest import digest_job
+    return digest_job(ctx)
+
+
+def _reminders_job(ctx: Context) -> int:
+    from responder.owner_mail import send_reminders
+    return send_reminders(ctx)
 
 
 class Worker:
@@ -91,6 +102,15 @@ class Daemon:
         self.knowledge = Worker("knowledge", lambda: asyncio.to_thread(ctx.retriever.refresh))
         self.catalog = Worker("catalog", lambda: asyncio.to_thread(sync_catalog_job, ctx.settings),
                               on_work=self.knowledge.kick)
+        self.digest = Worker("digest", lambda: asyncio.to_thread(_digest_job, ctx), on_work=self.send.kick)
+        self.reminders = Worker("reminders", lambda: asyncio.to_thread(_reminders_job, ctx),
+                                on_work=self.send.kick)
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def kick_send(self) -> None:
+        """Safe from any thread (the web pages call it after an approval): send the outbox now."""
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.send.kick)
 
     def stop(self) -> None:
         log.info("stopping: finishing the work in flight")
@@ -99,7 +119,7 @@ class Daemon:
             self.stop_event.set()
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
         self.stop_event = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -107,7 +127,8 @@ class Daemon:
         self.describe()
         scheduler = AsyncIOScheduler(timezone=timezone.utc)
         now = datetime.now(timezone.utc)
-        workers = [w for w in (self.poll, self.process, self.send, self.knowledge, self.catalog) if w]
+        workers = [w for w in (self.poll, self.process, self.send, self.knowledge, self.catalog, self.digest,
+                               self.reminders) if w]
         if self.poll:
             scheduler.add_job(self.poll.tick, "interval", seconds=self.ctx.settings.email.poll_interval_s,
                               next_run_time=now, id="poll")
@@ -122,6 +143,14 @@ class Daemon:
         if knowledge.catalog_source:
             scheduler.add_job(self.catalog.tick, "interval", minutes=knowledge.catalog_sync_minutes,
                               next_run_time=now, id="catalog")
+        digest = self.ctx.settings.digest
+        if digest.enabled and self.ctx.settings.owner_address:
+            hour, minute = digest.hour_minute
+            # The owner's morning, in the shop's timezone; a missed run (daemon down) still
+            # goes out when it starts again the same day (misfire grace), once (Digest.day).
+            scheduler.add_job(self.digest.tick, CronTrigger(hour=hour, minute=minute, timezone=self.ctx.settings.tz),
+                              id="digest", misfire_grace_time=12 * 3600, coalesce=True)
+        scheduler.add_job(self.reminders.tick, "interval", minutes=10, next_run_time=now, id="reminders")
         scheduler.start()
         server_task = None
         if self.app is not None:
