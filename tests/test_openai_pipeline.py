@@ -70,3 +70,25 @@ def test_model_failure_falls_back_to_offline_and_review(openai_settings):
     result = ask(settings, "How much is shipping?")
     assert result["route"] in ("review", "handoff")
     assert any("language model failed" in r for r in result["reasons"]), result["reasons"]
+
+
+def test_tokens_and_cost_are_stored_on_the_draft(openai_settings, tmp_path):
+    from sqlmodel import select
+
+    from responder.intake import store_inbound_text
+    from responder.jobs import process_pending
+    from responder.models import Draft
+
+    fake, settings = openai_settings
+    fake.enqueue({"reply": "Shipping in the US is a flat $7, and it's free on orders over $60.",
+                  "confidence": 0.93, "sources": ["faq.md#How much is shipping?"]}, usage=(1000, 200))
+    ctx = build_context(settings, database_url=f"sqlite:///{tmp_path / 'usage.sqlite3'}")
+    with ctx.db.transaction() as session:
+        store_inbound_text(session=session, channel="sms", sender="+15550100000", text="How much is shipping?",
+                           provider_id="SM1")
+    assert process_pending(ctx) == 1
+    with ctx.db.transaction() as session:
+        [draft] = session.exec(select(Draft)).all()
+    assert (draft.llm_prompt_tokens, draft.llm_completion_tokens) == (1000, 200)
+    assert draft.llm_cost == pytest.approx((1000 * 0.15 + 200 * 0.60) / 1e6)
+    ctx.db.dispose()
