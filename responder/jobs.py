@@ -115,7 +115,8 @@ def _sync_flags(ctx: Context, box: ImapMailbox) -> None:
         unflagged = session.exec(base.where(Message.imap_flagged == False).limit(500)).all()  # noqa: E712
         answered = session.exec(
             base.join(Draft, Draft.message_id == Message.id).join(Outbox, Outbox.draft_id == Draft.id)
-            .where(Message.imap_answered == False, Outbox.status == OutboxStatus.SENT)  # noqa: E712
+            .where(Message.imap_answered == False, Outbox.status == OutboxStatus.SENT,  # noqa: E712
+                   col(Outbox.kind).not_in(outbox.OWNER_KINDS))  # mail to the owner answers nobody
             .limit(500)).all()
     _flag(ctx, box, list(unflagged), [STORED_KEYWORD], "imap_flagged")
     _flag(ctx, box, list(answered), [ANSWERED], "imap_answered")

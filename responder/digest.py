@@ -1,0 +1,241 @@
+"""The daily digest: one email that tells the owner everything waiting, and how yesterday went.
+
+Runs once a day from the daemon's cron job (``digest_job``, at ``[digest] time`` in the shop's
+timezone) and from ``python run.py digest --print | --send``. ``build`` only reads: the pending
+drafts (handoffs first, numbered in the order stored in ``Digest.draft_ids`` so a reply can say
+"approve 2"), sends that failed, thumbs-down not yet seen, yesterday's numbers with a 14-day
+chart (an inline PNG: mail clients render neither SVG nor scripts), the questions the knowledge
+had nothing for, and proposed knowledge additions. ``enqueue`` claims the shop-local day in the
+``digest`` table (unique, so several daemons send at most one scheduled digest a day) and
+writes the outbox row the send job delivers. A quiet day gets a two-line digest.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from responder import approvals, charts, feedback, lessons, links, metrics, outbox
+from responder.clock import utcnow
+from responder.models import Digest, Draft, Message, Outbox, OutboxStatus, Route, new_token
+from responder.owner_mail import clip, draft_view, local_time, owner_message_id
+from responder.templating import render
+
+log = logging.getLogger("deskhand.digest")
+CHART_CID = "chart14"
+MAX_DRAFTS = 15          # a longer queue is summarised; the rest are one command away
+TEXT_LIMIT = 800         # characters of each message and draft (Gmail clips mail over ~100 KB)
+LOOKBACK = timedelta(days=7)  # failed sends and unanswered questions shown from this far back
+REPLY_HINT = "Reply to this digest with 'approve 2' or 'reject 2', or use the links."
+
+
+@dataclass
+class DigestMail:
+    subject: str
+    text: str
+    html: str
+    png: bytes | None
+    draft_ids: list[int]
+    token: str
+    day: date                      # the shop-local day it is for
+    quiet: bool = False            # the two-line digest
+    feedback_ids: list[int] = field(default_factory=list)  # thumbs-down shown (marked seen on enqueue)
+
+
+def _day_label(day: date) -> str:
+    return f"{day:%a} {day.day} {day:%b}"
+
+
+def build(session: Session, settings, *, now: datetime | None = None, token: str | None = None) -> DigestMail:
+    """Render the digest from the rows as they are now; writes nothing."""
+    now = now or utcnow()
+    token = token or new_token()
+    today = now.astimezone(settings.tz).date()
+    yesterday = metrics.yesterday(settings, now)
+    start, end = metrics.day_window(settings, yesterday)
+    numbers = metrics.compute(session, start=start, end=end, settings=settings)
+
+    held = approvals.pending(session)
+    ordered = [d for d in held if d.route == Route.HANDOFF] + [d for d in held if d.route != Route.HANDOFF]
+    views = [draft_view(session, settings, d, now=now, number=n, limit=TEXT_LIMIT)
+             for n, d in enumerate(ordered[:MAX_DRAFTS], 1)]
+    failed = _failed_sends(session, settings, since=now - LOOKBACK)
+    thumbs = _thumbs_down(session, settings)
+    proposals = [_lesson_view(settings, lesson) for lesson in lessons.proposed(session)]
+    quiet = not (held or failed or thumbs or proposals or numbers.messages_in)
+
+    png, unanswered = None, []
+    if not quiet:
+        png = _chart(session, settings, yesterday)
+        unanswered = metrics.unanswered(session, start=now - LOOKBACK, end=now)
+    values = dict(
+        store=settings.store, base_url=settings.base_url, day=_day_label(today), yesterday=_day_label(yesterday),
+        quiet=quiet, reply_hint=REPLY_HINT, handoffs=[v for v in views if v.route == Route.HANDOFF],
+        reviews=[v for v in views if v.route != Route.HANDOFF], pending=len(held), more=len(held) - len(views),
+        failed=failed, thumbs=thumbs, lessons=proposals, unanswered=unanswered, numbers=_numbers(numbers),
+        messages_in=numbers.messages_in, chart_cid=CHART_CID if png else None)
+    return DigestMail(subject=_subject(today, held, failed, quiet, token),
+                      text=render("digest/digest.txt.j2", **values).strip() + "\n",
+                      html=render("digest/digest.html.j2", **values), png=png,
+                      draft_ids=[v.id for v in views], token=token, day=today, quiet=quiet,
+                      feedback_ids=[t["id"] for t in thumbs])
+
+
+def _subject(today: date, held: list[Draft], failed: list[dict], quiet: bool, token: str) -> str:
+    if quiet:
+        return f"[Deskhand] All quiet, {_day_label(today)} [ref {token}]"
+    handoffs = sum(d.route == Route.HANDOFF for d in held)
+    parts = [f"{len(held)} waiting" + (f" ({handoffs} handed off)" if handoffs else "") if held else "nothing waiting"]
+    if failed:
+        parts.append(f"{len(failed)} failed send{'s' if len(failed) != 1 else ''}")
+    return f"[Deskhand] Digest {_day_label(today)}: {', '.join(parts)} [ref {token}]"
+
+
+def _numbers(m) -> list[tuple[str, str]]:
+    return [("Messages in", str(m.messages_in)), ("Answered automatically", str(m.auto_replies)),
+            ("Held for approval", str(m.held)), ("Handed off to you", str(m.handoffs)),
+            ("Median first response", metrics.format_duration(m.first_response_median_s)),
+            ("Thumbs down", str(m.thumbs_down)), ("LLM spend", metrics.format_money(m.llm_cost))]
+
+
+def _chart(session: Session, settings, until: date) -> bytes | None:
+    try:
+        return charts.png_chart(metrics.daily(session, settings=settings, days=14, until=until))
+    except Exception:
+        # A digest without its picture is better than no digest; the error is in the log.
+        log.exception("the digest's chart could not be drawn; sending the digest without it")
+        return None
+
+
+def _failed_sends(session: Session, settings, *, since: datetime) -> list[dict]:
+    """Replies and holding notes to customers that failed, or may not have gone out (unknown)."""
+    rows = session.exec(select(Outbox).where(
+        col(Outbox.status).in_([OutboxStatus.FAILED, OutboxStatus.UNKNOWN]),
+        col(Outbox.kind).in_(["reply", "holding"]), Outbox.created_at >= since).order_by(col(Outbox.id))).all()
+    return [{"recipient": r.recipient, "subject": r.subject, "channel": r.channel, "status": r.status,
+             "kind": "holding note" if r.kind == "holding" else "reply", "when": local_time(settings, r.created_at),
+             "error": " ".join((r.last_error or "no reason recorded").split())[:300]} for r in rows]
+
+
+def _thumbs_down(session: Session, settings) -> list[dict]:
+    shown = []
+    for vote in feedback.unseen_thumbs_down(session):
+        draft = session.get(Draft, vote.draft_id)
+        message = session.get(Message, draft.message_id) if draft else None
+        shown.append({"id": vote.id, "customer": message.sender if message else "",
+                      "when": local_time(settings, vote.created_at), "comment": vote.comment,
+                      "message": clip((message.new_text or message.text) if message else "", 1000),
+                      "reply": clip((draft.sent_text or draft.text) if draft else "", 1000)})
+    return shown
+
+
+def _lesson_view(settings, lesson) -> dict:
+    return {"id": lesson.id, "kind": "new FAQ entry" if lesson.kind == "faq" else "tone example",
+            "path": lesson.path, "diff": clip(lesson.diff, 3000),
+            "accept": links.lesson_link(settings, lesson.id, "accept"),
+            "dismiss": links.lesson_link(settings, lesson.id, "dismiss")}
+
+
+# --- writing it down and sending it -------------------------------------------------------------
+
+def enqueue(session: Session, settings, *, now: datetime | None = None, force: bool = False) -> Outbox | None:
+    """Today's digest into the outbox; None if there is no owner address or (unless ``force``)
+    today's digest was already written, by this daemon or another one sharing the database."""
+    if not settings.owner_address:
+        log.info("no digest: [digest] to is not set")
+        return None
+    now = now or utcnow()
+    day = now.astimezone(settings.tz).date().isoformat()
+    digest = _claim_day(session, day, force)
+    if digest is None:
+        return None
+    mail = build(session, settings, now=now, token=new_token())
+    images = [{"cid": CHART_CID, "content_type": "image/png", "filename": "last-14-days.png",
+               "data": base64.b64encode(mail.png).decode()}] if mail.png else []
+    row = outbox.enqueue(session=session, draft_id=None, thread_id=None, channel="email", kind="digest",
+                         recipient=settings.owner_address, subject=mail.subject, body_text=mail.text,
+                         body_html=mail.html, message_id=owner_message_id(settings, "digest", mail.token),
+                         automatic=False, extra={"auto_generated": True, "images": images})
+    digest.token, digest.draft_ids, digest.outbox_id, digest.created_at = mail.token, mail.draft_ids, row.id, now
+    feedback.mark_seen(session, mail.feedback_ids)
+    session.flush()
+    log.info("digest for %s queued for %s: %d draft(s) listed", day, settings.owner_address, len(mail.draft_ids))
+    return row
+
+
+def _claim_day(session: Session, day: str, force: bool) -> Digest | None:
+    """Today's ``digest`` row, new; or the existing one when ``force``; else None."""
+    existing = session.exec(select(Digest).where(Digest.day == day)).first()
+    if existing is not None:
+        return existing if force else None
+    try:
+        with session.begin_nested():
+            claimed = Digest(day=day)
+            session.add(claimed)
+            session.flush()
+        return claimed
+    except IntegrityError:  # another daemon claimed the day between our look and our insert
+        return session.exec(select(Digest).where(Digest.day == day)).first() if force else None
+
+
+def digest_job(ctx) -> int:
+    """The daemon's daily cron job: queue today's digest once. Returns 1 if it was queued."""
+    if not ctx.settings.digest.enabled:
+        return 0
+    with ctx.db.transaction() as session:
+        return int(enqueue(session, ctx.settings) is not None)
+
+
+def cmd_digest(settings, args) -> int:
+    """``python run.py digest --print`` (render, send nothing) or ``--send`` (send it now)."""
+    from responder.context import Context
+    from responder.db import Database
+
+    db = Database(settings.database_url)
+    db.migrate()
+    try:
+        if getattr(args, "send", False):
+            return _send_now(Context(settings=settings, db=db, drafter=None, retriever=None))
+        with db.transaction() as session:
+            mail = build(session, settings)
+        print(f"Subject: {mail.subject}\n\n{mail.text}")
+        preview = settings.data_dir / "digest-preview.html"
+        preview.parent.mkdir(parents=True, exist_ok=True)
+        html = mail.html
+        if mail.png:  # a browser doesn't know cid: links; the preview carries the picture inline
+            html = html.replace(f"cid:{CHART_CID}", "data:image/png;base64," + base64.b64encode(mail.png).decode())
+        preview.write_text(html, encoding="utf-8")
+        to = settings.owner_address or "nobody yet: set [digest] to in settings.toml"
+        print(f"(HTML version: {preview}; --send mails it to {to})")
+        return 0
+    finally:
+        db.dispose()
+
+
+def _send_now(ctx) -> int:
+    from responder import jobs
+
+    settings = ctx.settings
+    if not settings.owner_address:
+        print('No digest sent: set [digest] to = "you@example.com" in settings.toml.')
+        return 1
+    with ctx.db.transaction() as session:
+        row = enqueue(session, settings, force=True)
+    if not settings.email.smtp_enabled:
+        print("The digest is queued, but sending is off: set [email] smtp_host; the daemon sends it then.")
+        return 1
+    asyncio.run(jobs.send_email_outbox(ctx))
+    with ctx.db.transaction() as session:
+        row = session.get(Outbox, row.id)
+    if row.status == OutboxStatus.SENT:
+        print(f"Sent the digest to {settings.owner_address}.")
+        return 0
+    why = row.last_error or "the mail server could not be reached"
+    print(f"The digest was not sent ({row.status}): {why}" +
+          (" It will be tried again by the daemon." if row.status in (OutboxStatus.RETRY, OutboxStatus.QUEUED) else ""))
+    return 1
