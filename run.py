@@ -36,7 +36,7 @@ def cmd_daemon(settings) -> int:
 
     ctx = build_context(settings)
     daemon = Daemon(ctx)
-    daemon.app = create_app(ctx)
+    daemon.app = create_app(ctx, on_outbox=daemon.kick_send)
     try:
         asyncio.run(daemon.run())
     finally:
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         handlers = {"check": lambda s, a: cmd_check(s), "ingest": commands.cmd_ingest,
                     "search": commands.cmd_search, "ask": commands.cmd_ask, "eval": commands.cmd_eval,
                     "queue": commands.cmd_queue, "digest": _lazy("responder.digest", "cmd_digest"),
-                    "stats": _lazy("responder.metrics", "cmd_stats"),
+                    "stats": _lazy("responder.report", "cmd_stats"),
                     "set-password": _lazy("responder.web.auth", "cmd_set_password")}
         return handlers.get(args.command, lambda s, a: cmd_daemon(s))(settings, args)
     except ConfigError as exc:

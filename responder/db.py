@@ -35,6 +35,7 @@ def make_engine(url: str) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "savepoint", _sqlite_begin_before_savepoint)
         return engine
     if parsed.get_backend_name() != "postgresql":
         raise ConfigError(f"[database] url must be sqlite:/// or postgresql://, not {parsed.drivername}.")
@@ -48,6 +49,15 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+def _sqlite_begin_before_savepoint(conn, _name) -> None:
+    """pysqlite opens a transaction only before the first INSERT/UPDATE/DELETE; a SAVEPOINT issued
+    before that starts a transaction of its own, and releasing it COMMITS, so an outer rollback
+    could not undo it. Open the real transaction first, so savepoints nest as on PostgreSQL."""
+    dbapi = conn.connection.dbapi_connection
+    if not dbapi.in_transaction:
+        dbapi.execute("BEGIN")
 
 
 class Database:

@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from responder import approvals, charts, feedback, lessons, links, metrics, outbox
+from responder import approvals, charts, feedback, lessons, links, metrics, outbox, report
 from responder.clock import utcnow
 from responder.models import Digest, Draft, Message, Outbox, OutboxStatus, Route, new_token
 from responder.owner_mail import clip, draft_view, local_time, owner_message_id
@@ -99,8 +99,8 @@ def _subject(today: date, held: list[Draft], failed: list[dict], quiet: bool, to
 def _numbers(m) -> list[tuple[str, str]]:
     return [("Messages in", str(m.messages_in)), ("Answered automatically", str(m.auto_replies)),
             ("Held for approval", str(m.held)), ("Handed off to you", str(m.handoffs)),
-            ("Median first response", metrics.format_duration(m.first_response_median_s)),
-            ("Thumbs down", str(m.thumbs_down)), ("LLM spend", metrics.format_money(m.llm_cost))]
+            ("Median first response", report.format_duration(m.first_response_median_s)),
+            ("Thumbs down", str(m.thumbs_down)), ("LLM spend", report.format_money(m.llm_cost))]
 
 
 def _chart(session: Session, settings, until: date) -> bytes | None:

@@ -221,3 +221,18 @@ def test_queue_command(shop, capsys):
         assert "Yes, from $25." in row.body_text
         assert session.get(Draft, second).status == "rejected"
         assert approvals.events(session, second)[0].detail == "spam"
+
+
+def test_a_link_is_not_burned_when_its_transaction_fails(shop):
+    """A savepoint that is the first write of a transaction must roll back with it (on SQLite too)."""
+    settings, db, _ = shop
+    data = links.verify(settings, "draft", links.draft_link(settings, 1, "approve").rsplit("/", 1)[1],
+                        max_age_s=60)
+    with pytest.raises(RuntimeError), db.transaction() as session:
+        links.use_once(session, data, "draft")
+        raise RuntimeError("the approval failed after the link was recorded")
+    with db.transaction() as session:
+        assert not links.is_used(session, data)
+        links.use_once(session, data, "draft")
+    with db.transaction() as session:
+        assert links.is_used(session, data)

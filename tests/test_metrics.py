@@ -17,7 +17,8 @@ import pytest
 from responder import charts
 from responder.clock import clock
 from responder.db import Database
-from responder.metrics import (DayMetrics, _p90, cmd_stats, compute, daily, day_window, format_duration, format_money,
+from responder.report import cmd_stats, format_duration, format_money
+from responder.metrics import (DayMetrics, _p90, compute, daily, day_window,
                                reason_gist, unanswered, yesterday)
 from responder.models import Customer, Draft, Feedback, Message, Outbox, Thread
 from responder.settings import load_settings

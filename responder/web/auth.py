@@ -1,0 +1,234 @@
+"""The owner's login: the password (``python run.py set-password``), sessions and throttling.
+
+Sits in front of every owner page. The password is stored as a scrypt hash in the
+``OwnerSetting`` row ``web_password`` (``scrypt$n$r$p$salt$hash``, base64); a session remembers
+a fingerprint of that hash, so setting a new password signs every browser out. Until a password
+is set (a fresh install on localhost) the status page and Try it are open and the other pages
+say how to set one; afterwards everything but /healthz, /login and the signed link pages needs
+a login. Five wrong passwords from one address within five minutes lock it out for five minutes.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import sys
+import threading
+from datetime import timedelta
+from getpass import getpass
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import RedirectResponse
+from starlette.requests import Request
+
+from responder.clock import utcnow
+from responder.db import Database
+from responder.models import OwnerSetting
+from responder.web.pages import WebState, clear_page, page, state
+from responder.web.security import checked_form, is_local_path, new_csrf_token
+
+PASSWORD_KEY = "web_password"
+MIN_LENGTH = 10
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1   # 16 MiB, ~50 ms: RFC 7914's interactive-login range
+
+
+# --- the password --------------------------------------------------------------------------
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+    b64 = lambda raw: base64.b64encode(raw).decode()  # noqa: E731
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt)}${b64(digest)}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        n, r, p = int(n), int(r), int(p)
+        if scheme != "scrypt" or not (2 <= n <= 2 ** 20 and 1 <= r <= 32 and 1 <= p <= 16):
+            return False
+        expected = base64.b64decode(digest)
+        given = hashlib.scrypt(password.encode()[:4096], salt=base64.b64decode(salt), n=n, r=r, p=p,
+                               dklen=len(expected), maxmem=256 * r * n + 2 ** 20)
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(given, expected)
+
+
+def stored_hash(session) -> str:
+    row = session.get(OwnerSetting, PASSWORD_KEY)
+    return row.value if row is not None else ""
+
+
+def store_password(session, password: str) -> None:
+    if len(password) < MIN_LENGTH:
+        raise ValueError(f"The password must have at least {MIN_LENGTH} characters.")
+    row = session.get(OwnerSetting, PASSWORD_KEY) or OwnerSetting(key=PASSWORD_KEY)
+    row.value, row.updated_at = hash_password(password), utcnow()
+    session.add(row)
+
+
+def fingerprint(stored: str) -> str:
+    return hashlib.sha256(stored.encode()).hexdigest()[:24]
+
+
+def cmd_set_password(settings, args) -> int:
+    """``python run.py set-password [--password-stdin]``: reads ``args.password_stdin``."""
+    if getattr(args, "password_stdin", False):
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass("New password for the web pages: ")
+        if getpass("The same password again: ") != password:
+            print("The two passwords differ; nothing was changed.", file=sys.stderr)
+            return 1
+    if len(password) < MIN_LENGTH:
+        print(f"The password must have at least {MIN_LENGTH} characters; nothing was changed.", file=sys.stderr)
+        return 1
+    db = Database(settings.database_url)
+    try:
+        db.migrate()
+        with db.transaction() as session:
+            store_password(session, password)
+    finally:
+        db.dispose()
+    print(f"Password set; log in at {settings.base_url}/login (browsers logged in before are signed out).")
+    return 0
+
+
+# --- who may see a page --------------------------------------------------------------------
+
+class NeedsLogin(Exception):
+    def __init__(self, next_path: str):
+        self.next_path = next_path
+
+
+class NeedsPassword(Exception):
+    """No password yet: only the status page and Try it are open."""
+
+
+def access(request: Request) -> tuple[bool, bool]:
+    """(a password is set, this session is logged in with it)."""
+    with state(request).ctx.db.transaction() as session:
+        stored = stored_hash(session)
+    logged_in = bool(stored) and bool(request.session.get("owner")) and \
+        hmac.compare_digest(str(request.session.get("pw", "")), fingerprint(stored))
+    return bool(stored), logged_in
+
+
+def _next_path(request: Request) -> str:
+    if request.method != "GET":
+        return "/"  # a form's target can't be reopened by GET after logging in
+    query = f"?{request.url.query}" if request.url.query else ""
+    return request.url.path + query
+
+
+def require_owner(request: Request) -> WebState:
+    has_password, logged_in = access(request)
+    if not has_password:
+        raise NeedsPassword()
+    if not logged_in:
+        raise NeedsLogin(_next_path(request))
+    return state(request)
+
+
+def require_owner_or_fresh(request: Request) -> WebState:
+    """Open on a fresh install (no password yet); otherwise like ``require_owner``."""
+    has_password, logged_in = access(request)
+    if has_password and not logged_in:
+        raise NeedsLogin(_next_path(request))
+    return state(request)
+
+
+def login_redirect(request: Request, exc: NeedsLogin) -> RedirectResponse:
+    return RedirectResponse(f"/login?next={quote(exc.next_path, safe='/')}", status_code=303)
+
+
+def needs_password_page(request: Request, exc: NeedsPassword | None = None):
+    return page(request, "needs_password.html.j2", status=403)
+
+
+# --- throttling ----------------------------------------------------------------------------
+
+class LoginThrottle:
+    """In memory: ``limit`` failures from one address within ``window`` lock it for ``lockout``."""
+
+    def __init__(self, limit: int = 5, window: timedelta = timedelta(minutes=5),
+                 lockout: timedelta = timedelta(minutes=5)):
+        self.limit, self.window, self.lockout = limit, window, lockout
+        self._failures: dict[str, list] = {}
+        self._locked: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def is_locked(self, client: str) -> bool:
+        with self._lock:
+            until = self._locked.get(client)
+            if until is not None and until <= utcnow():
+                del self._locked[client]
+                until = None
+            return until is not None
+
+    def fail(self, client: str) -> None:
+        now = utcnow()
+        with self._lock:
+            for other in [c for c, times in self._failures.items() if times[-1] <= now - self.window]:
+                del self._failures[other]  # forget old failures, so the table stays small
+            recent = [t for t in self._failures.get(client, []) if t > now - self.window] + [now]
+            self._failures[client] = recent
+            if len(recent) >= self.limit:
+                self._locked[client] = now + self.lockout
+                del self._failures[client]
+
+    def clear(self, client: str) -> None:
+        with self._lock:
+            self._failures.pop(client, None)
+
+
+# --- pages ---------------------------------------------------------------------------------
+
+router = APIRouter()
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@router.get("/login")
+def login_page(request: Request, next_path: str = Query("/", alias="next")):
+    has_password, logged_in = access(request)
+    target = next_path if is_local_path(next_path) else "/"
+    if not has_password:
+        return needs_password_page(request)
+    if logged_in:
+        return RedirectResponse(target, status_code=303)
+    return page(request, "login.html.j2", next=target, error="")
+
+
+@router.post("/login")
+def login(request: Request, form=Depends(checked_form)):
+    st, client = state(request), _client(request)
+    target = str(form.get("next") or "/")
+    target = target if is_local_path(target) else "/"
+    if st.throttle.is_locked(client):
+        return page(request, "login.html.j2", status=429, next=target,
+                    error="Too many wrong passwords from this address; wait five minutes and try again.")
+    with st.ctx.db.transaction() as session:
+        stored = stored_hash(session)
+    if not stored:
+        return needs_password_page(request)
+    password = form.get("password")
+    if not isinstance(password, str) or not check_password(password, stored):
+        st.throttle.fail(client)
+        return page(request, "login.html.j2", status=401, next=target, error="Wrong password.")
+    st.throttle.clear(client)
+    request.session.clear()
+    request.session.update(owner=True, pw=fingerprint(stored))
+    new_csrf_token(request)
+    return RedirectResponse(target, status_code=303)
+
+
+@router.post("/logout")
+def logout(request: Request, form=Depends(checked_form)):
+    request.session.clear()
+    return clear_page(request, "Logged out", "You are logged out.", link=("/login", "Log in again"))
