@@ -5,7 +5,10 @@ Every timestamp Deskhand stores is an aware UTC datetime (SQLModel refuses naive
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta, timezone
+from typing import Iterator
 
 
 class Clock:
@@ -29,11 +32,33 @@ class Clock:
         self._offset, self._frozen = timedelta(0), None
 
 
-clock = Clock()
+_shared = Clock()
+_private: ContextVar[Clock | None] = ContextVar("deskhand_private_clock", default=None)
+
+
+class _CurrentClock:
+    """``clock``: the private clock of the running context if there is one, else the shared one."""
+
+    def __getattr__(self, name: str):
+        return getattr(_private.get() or _shared, name)
+
+
+clock = _CurrentClock()
+
+
+@contextmanager
+def private_clock() -> Iterator[Clock]:
+    """A clock for this thread/task alone: ``eval`` and Try it freeze and advance it while the
+    daemon's jobs in other threads keep real time."""
+    token = _private.set(Clock())
+    try:
+        yield _private.get()
+    finally:
+        _private.reset(token)
 
 
 def utcnow() -> datetime:
-    return clock.now()
+    return (_private.get() or _shared).now()
 
 
 def as_utc(value: datetime) -> datetime:

@@ -9,6 +9,8 @@ next turn as if the customer had received it.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import re
 import tempfile
@@ -20,7 +22,7 @@ from pathlib import Path
 from sqlmodel import col, select
 
 from responder import outbox
-from responder.clock import clock, utcnow
+from responder.clock import clock, private_clock, utcnow
 from responder.context import Context
 from responder.db import Database
 from responder.intake import store_inbound_email, store_inbound_text
@@ -111,21 +113,19 @@ def _outcome(ctx: Context, case: dict, number: int, message_id: int | None) -> d
 
 
 def run_cases(ctx: Context, cases: list[dict]) -> list[dict]:
-    """Each case in a fresh database (so memory never crosses cases), on a frozen clock."""
+    """Each case in a fresh database (so memory never crosses cases), on a frozen clock of its own
+    (``private_clock``), so a daemon in the same process keeps its real database and time."""
     results = []
-    shared_db = ctx.db
-    with tempfile.TemporaryDirectory(prefix="deskhand-eval-") as folder:
+    with tempfile.TemporaryDirectory(prefix="deskhand-eval-") as folder, private_clock():
         for n, case in enumerate(cases):
             db = Database(f"sqlite:///{Path(folder) / f'case{n}.sqlite3'}")
             db.migrate()
-            ctx.db = db
             clock.freeze()
             try:
-                results.extend(run_case(ctx, case))
+                results.extend(run_case(dataclasses.replace(ctx, db=db), case))
             finally:
                 clock.reset()
                 db.dispose()
-                ctx.db = shared_db
     return results
 
 

@@ -4,7 +4,8 @@ The first thing a fresh install offers (no mailbox needed). The message goes thr
 pipeline as live mail via ``responder.evaluate.run_cases``, which uses a throwaway database and
 marks would-be replies sent instead of sending them; the shop's real database is never touched.
 It is the one page that may call the drafter (an LLM when configured), so it runs in a worker
-thread, one trial at a time (``run_cases`` freezes the shared clock while it runs).
+thread, one trial at a time (to bound the drafter's cost); ``run_cases`` runs on a database and a
+clock of its own, so the daemon's jobs keep the real ones.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ DEFAULT_SENDER = {"email": "customer@example.org", "sms": "+15550100000", "whats
 
 
 def _trial(st: WebState, case: dict) -> dict:
-    # A shallow copy: run_cases points ``ctx.db`` at its throwaway database for the duration,
+    # A shallow copy, so nothing here can touch the shared context (run_cases copies it too),
     # and the daemon's jobs and other requests keep using the real one meanwhile.
     trial_ctx = copy.copy(st.ctx)
     with st.try_lock:
