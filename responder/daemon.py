@@ -184,4 +184,7 @@ class Daemon:
             log.info("sending is off: set [email] smtp_host (and smtp_port, smtp_tls) to send replies; "
                      "drafts are stored meanwhile")
         if s.web.port:
-            log.info("web pages on http://%s:%d/", s.web.host, s.web.port)
+            log.info("web pages on http://%s:%d/ (write as a customer on /try: nothing is sent)",
+                     s.web.host, s.web.port)
+        if not s.owner_address:
+            log.info("no digest: set [digest] to (your address) for the daily digest and approval by email")
