@@ -11,6 +11,7 @@ from datetime import timedelta
 from responder.clock import utcnow
 from responder.metrics import Metrics, _share, compute, unanswered
 
+
 def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"

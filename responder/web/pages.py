@@ -17,6 +17,7 @@ from starlette.requests import Request
 
 from responder.clock import as_utc, utcnow
 from responder.context import Context
+from responder.report import format_duration, format_money, format_percent
 from responder.templating import render
 from responder.web.security import csrf_token
 
@@ -60,25 +61,13 @@ class Formatter:
         seconds = max(0.0, (utcnow() - as_utc(value)).total_seconds())
         return self.duration(seconds)
 
-    @staticmethod
-    def duration(seconds: float | None) -> str:
-        if seconds is None:
-            return "–"
-        if seconds < 90:
-            return f"{seconds:.0f} s"
-        if seconds < 90 * 60:
-            return f"{seconds / 60:.0f} min"
-        if seconds < 48 * 3600:
-            return f"{seconds / 3600:.1f} h"
-        return f"{seconds / 86400:.1f} d"
-
-    @staticmethod
-    def pct(value: float | None) -> str:
-        return "–" if value is None else f"{value * 100:.0f}%"
+    # One set of number formats for the digest, `run.py stats` and these pages (responder.report).
+    duration = staticmethod(format_duration)
+    pct = staticmethod(format_percent)
 
     @staticmethod
     def money(value: float | None) -> str:
-        return "–" if value is None else f"${value:,.2f}"
+        return "–" if value is None else format_money(value)
 
 
 ROUTE_WORDS = {
