@@ -74,6 +74,8 @@ class Identity(SQLModel, table=True):
     kind: str = Field(max_length=16)  # email | phone | whatsapp
     value: str = Field(max_length=320)
     created_at: datetime = Field(default_factory=utcnow)
+    # The customer texted STOP (or Twilio refused with 21610): nothing is ever sent to this number.
+    opted_out_at: Optional[datetime] = None
 
 
 class Thread(SQLModel, table=True):
@@ -173,13 +175,16 @@ class Outbox(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: Optional[datetime] = None
     last_error: Optional[str] = Field(default=None, sa_column=Column(Text))
-    provider_id: Optional[str] = Field(default=None, max_length=998)
+    provider_id: Optional[str] = Field(default=None, max_length=998, index=True)  # Twilio's MessageSid
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: Optional[datetime] = None
     # Optional HTML body (else built from body_text) and extras for the channel: feedback links,
     # inline images as {"cid", "content_type", "data" (base64)}.
     body_html: Optional[str] = Field(default=None, sa_column=Column(Text))
     extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    # Twilio status callbacks after the API accepted it: queued | sent | delivered | failed | undelivered.
+    delivery_status: str = Field(default="", max_length=16)
+    delivery_error: Optional[str] = Field(default=None, max_length=200)  # e.g. "30007: carrier filtered"
 
 
 class MailboxCursor(SQLModel, table=True):
@@ -254,3 +259,16 @@ class OwnerSetting(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=64)
     value: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class CustomerLink(SQLModel, table=True):
+    """A customer who texts says which email address is theirs; linked once they confirm the code
+    sent to that address (so nobody can read another customer's history by naming their email)."""
+    id: Optional[int] = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True)  # the one who asked
+    email: str = Field(max_length=320)
+    code_hash: str = Field(default="", max_length=128)
+    status: str = Field(default="pending", max_length=16)  # pending | linked | expired
+    attempts: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    decided_at: Optional[datetime] = None

@@ -194,6 +194,33 @@ class WebSettings(Section):
         return value
 
 
+class TwilioSettings(Section):
+    """SMS and WhatsApp through Twilio (channels/twilio). Empty account_sid: texting is off."""
+    account_sid: str = ""
+    auth_token_env: str = "TWILIO_AUTH_TOKEN"   # the variable holding the auth token
+    sms_from: str = ""          # the shop's number in E.164, e.g. +15550100000
+    whatsapp_from: str = ""     # the WhatsApp sender, e.g. +15550100000 (whatsapp: is added)
+    # webhook: Twilio POSTs to <public_url>/twilio/sms and /twilio/whatsapp (signature checked);
+    # poll: a job lists new inbound messages through the REST API (no public URL needed).
+    mode: Literal["webhook", "poll"] = "webhook"
+    poll_interval_s: float = Field(30.0, gt=0)
+    # The URL Twilio calls, as Twilio sees it (signatures are computed over it); default [web] public_url.
+    public_url: str = ""
+    api_base_url: str = ""      # empty: Twilio's API (a loopback fake in tests)
+    # WhatsApp outside the 24-hour customer-service window: an approved template (content SID)
+    # or, when empty, the reply goes to the owner.
+    whatsapp_template_sid: str = ""
+    help_text: str = "This is {store} support. Text your question any time; reply STOP to opt out."
+    owner_sms: str = ""         # optional: your mobile, texted at once when a customer is handed to you
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.account_sid)
+
+    def auth_token(self) -> str:
+        return _secret(self.auth_token_env, "[twilio] auth_token_env")
+
+
 class ApprovalSettings(Section):
     """The approval queue (responder.approvals)."""
     remind_after_hours: float = Field(24.0, gt=0)  # a pending draft this old gets one reminder
@@ -241,6 +268,7 @@ class Settings(BaseSettings):
     tone: ToneSettings = ToneSettings()
     signals: SignalSettings = SignalSettings()
     web: WebSettings = WebSettings()
+    twilio: TwilioSettings = TwilioSettings()
     approvals: ApprovalSettings = ApprovalSettings()
     digest: DigestSettings = DigestSettings()
     log: LogSettings = LogSettings()
