@@ -10,6 +10,7 @@
     python run.py queue list|show ID|approve ID [--text T] [--force]|reject ID [--reason R]
     python run.py digest --print | --send
     python run.py stats [--days N] [--json]
+    python run.py customer link --email ADDR --phone NUMBER | show (--email ADDR | --phone NUMBER) [--json]
     python run.py set-password [--password-stdin]
 """
 from __future__ import annotations
@@ -107,6 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     stats = sub.add_parser("stats", help="how the bot is doing, from the stored rows")
     stats.add_argument("--days", type=int, default=7)
     stats.add_argument("--json", action="store_true")
+    customer = sub.add_parser("customer", help="one customer across email and texts: show, link")
+    customer_sub = customer.add_subparsers(dest="action", required=True)
+    customer_link = customer_sub.add_parser("link", help="the customer with this email is the one with this phone")
+    customer_show = customer_sub.add_parser("show", help="a customer's identities and threads")
+    for action in (customer_link, customer_show):
+        action.add_argument("--email")
+        action.add_argument("--phone")
+        action.add_argument("--json", action="store_true")
     password = sub.add_parser("set-password", help="set the password of the web pages")
     password.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     args = parser.parse_args(argv)
@@ -122,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                     "search": commands.cmd_search, "ask": commands.cmd_ask, "eval": commands.cmd_eval,
                     "queue": commands.cmd_queue, "digest": _lazy("responder.digest", "cmd_digest"),
                     "stats": _lazy("responder.report", "cmd_stats"),
+                    "customer": _lazy("responder.customers", "cmd_customer"),
                     "set-password": _lazy("responder.web.auth", "cmd_set_password")}
         return handlers.get(args.command, lambda s, a: cmd_daemon(s))(settings, args)
     except ConfigError as exc:
