@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from channels.email.compose import new_message_id, references_for, render_body, reply_subject
 from responder import outbox
 from responder.clock import utcnow
-from responder.models import Customer, Draft, DraftEvent, DraftStatus, Message, Route, Thread
+from responder.models import Customer, Draft, DraftEvent, DraftStatus, Message, Outbox, OutboxStatus, Route, Thread
 
 HELD = (Route.REVIEW, Route.HANDOFF)
 
@@ -142,6 +142,13 @@ def enqueue_reply(session: Session, settings, draft: Draft, text: str) -> None:
     msg = session.get(Message, draft.message_id)
     thread = session.get(Thread, msg.thread_id) if msg.thread_id else None
     customer = session.get(Customer, msg.customer_id) if msg.customer_id else None
+    # A reply the text job handed back (e.g. outside WhatsApp's window) left a failed row:
+    # the new approval replaces it (one reply row per draft).
+    failed = session.exec(select(Outbox).where(Outbox.draft_id == draft.id, Outbox.kind == "reply",
+                                               Outbox.status == OutboxStatus.FAILED)).first()
+    if failed is not None:
+        session.delete(failed)
+        session.flush()
     common = dict(session=session, draft_id=draft.id, thread_id=thread.id if thread else None,
                   channel=msg.channel, recipient=msg.sender, automatic=False, kind="reply",
                   message_id=new_message_id(settings.reply_address))

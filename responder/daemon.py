@@ -19,7 +19,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from channels.email.imap import IMAP_ERRORS, IdleWatcher
-from responder import jobs
+from responder import jobs, texting
 from responder.catalog_sync import sync_catalog_job
 from responder.context import Context
 from responder.errors import ConfigError
@@ -30,6 +30,11 @@ log = logging.getLogger("deskhand.daemon")
 def _digest_job(ctx: Context) -> int:
     from responder.digest import digest_job
     return digest_job(ctx)
+
+
+def _twilio_poll_job(ctx: Context) -> int:
+    from channels.twilio.poll import poll_twilio
+    return poll_twilio(ctx)
 
 
 def _reminders_job(ctx: Context) -> int:
@@ -95,22 +100,36 @@ class Daemon:
         self.server: _Server | None = None
         cfg = ctx.settings.email
         self.send = Worker("send", lambda: jobs.send_email_outbox(ctx))
+        # Texts have their own worker, so an SMTP outage never holds up an SMS (and vice versa).
+        self.texts = Worker("texts", lambda: asyncio.to_thread(texting.send_text_outbox, ctx))
         self.process = Worker("process", lambda: asyncio.to_thread(jobs.process_pending, ctx),
-                              on_work=self.send.kick)
+                              on_work=self.kick_outbox)
         self.poll = Worker("poll", lambda: asyncio.to_thread(jobs.poll_mailbox, ctx),
                            on_work=self.process.kick) if cfg.imap_enabled else None
         self.knowledge = Worker("knowledge", lambda: asyncio.to_thread(ctx.retriever.refresh))
         self.catalog = Worker("catalog", lambda: asyncio.to_thread(sync_catalog_job, ctx.settings),
                               on_work=self.knowledge.kick)
-        self.digest = Worker("digest", lambda: asyncio.to_thread(_digest_job, ctx), on_work=self.send.kick)
+        self.digest = Worker("digest", lambda: asyncio.to_thread(_digest_job, ctx), on_work=self.kick_outbox)
         self.reminders = Worker("reminders", lambda: asyncio.to_thread(_reminders_job, ctx),
-                                on_work=self.send.kick)
+                                on_work=self.kick_outbox)
+        twilio = ctx.settings.twilio
+        self.twilio_poll = Worker("twilio-poll", lambda: asyncio.to_thread(_twilio_poll_job, ctx),
+                                  on_work=self.process.kick) if twilio.enabled and twilio.mode == "poll" else None
         self.loop: asyncio.AbstractEventLoop | None = None
+
+    def kick_outbox(self) -> None:
+        self.send.kick()
+        self.texts.kick()
 
     def kick_send(self) -> None:
         """Safe from any thread (the web pages call it after an approval): send the outbox now."""
         if self.loop is not None and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.send.kick)
+            self.loop.call_soon_threadsafe(self.kick_outbox)
+
+    def kick_process(self) -> None:
+        """Safe from any thread (the Twilio webhook calls it): process the stored message now."""
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.process.kick)
 
     def stop(self) -> None:
         log.info("stopping: finishing the work in flight")
@@ -127,8 +146,8 @@ class Daemon:
         self.describe()
         scheduler = AsyncIOScheduler(timezone=timezone.utc)
         now = datetime.now(timezone.utc)
-        workers = [w for w in (self.poll, self.process, self.send, self.knowledge, self.catalog, self.digest,
-                               self.reminders) if w]
+        workers = [w for w in (self.poll, self.process, self.send, self.texts, self.knowledge, self.catalog,
+                               self.digest, self.reminders, self.twilio_poll) if w]
         if self.poll:
             scheduler.add_job(self.poll.tick, "interval", seconds=self.ctx.settings.email.poll_interval_s,
                               next_run_time=now, id="poll")
@@ -138,6 +157,10 @@ class Daemon:
                 self.idle.start()
         scheduler.add_job(self.process.tick, "interval", seconds=5, next_run_time=now, id="process")
         scheduler.add_job(self.send.tick, "interval", seconds=10, next_run_time=now, id="send")
+        scheduler.add_job(self.texts.tick, "interval", seconds=10, next_run_time=now, id="texts")
+        if self.twilio_poll:
+            scheduler.add_job(self.twilio_poll.tick, "interval", seconds=self.ctx.settings.twilio.poll_interval_s,
+                              next_run_time=now, id="twilio-poll")
         knowledge = self.ctx.settings.knowledge
         scheduler.add_job(self.knowledge.tick, "interval", seconds=knowledge.refresh_s, id="knowledge")
         if knowledge.catalog_source:

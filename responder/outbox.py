@@ -17,7 +17,8 @@ from responder.db import claim
 from responder.models import Message, Outbox, OutboxStatus, Thread
 
 SEND_LEASE = timedelta(minutes=5)
-OWNER_KINDS = ("notify", "remind", "confirm", "digest")  # mail to the owner, not to a customer
+OWNER_KINDS = ("notify", "remind", "confirm", "digest", "notify_sms")  # to the owner, not to a customer
+SIDE_KINDS = OWNER_KINDS + ("link_code",)  # not part of any customer's thread (link_code: a sign-in code)
 MAX_ATTEMPTS = 8
 BACKOFF = [timedelta(seconds=s) for s in (30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600)]
 
@@ -68,8 +69,8 @@ def mark_sent(*, session: Session, outbox_id: int, provider_id: str) -> None:
     row = session.get(Outbox, outbox_id)
     row.status, row.provider_id, row.sent_at, row.last_error = OutboxStatus.SENT, provider_id, utcnow(), None
     row.next_attempt_at = None
-    if row.kind in OWNER_KINDS:
-        return  # mail to the owner is not part of a customer's thread
+    if row.kind in SIDE_KINDS:
+        return  # mail to the owner, or a code, is not part of a customer's thread
     if row.kind == "reply" and row.draft_id is not None:
         from responder.approvals import mark_sent as draft_sent
         draft_sent(session, row.draft_id)

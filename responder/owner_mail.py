@@ -4,7 +4,9 @@ Runs in two places: ``notify_held`` inside the pipeline's transaction, right aft
 held for review or handed off (per ``[approvals] notify``); ``send_reminders`` as a daemon job
 that first expires stale drafts, then reminds the owner once about each draft waiting longer
 than ``[approvals] remind_after_hours``. Both only write outbox rows (kinds ``notify`` and
-``remind``, one per draft); the send job delivers them like any other mail.
+``remind``, one per draft); the send job delivers them like any other mail. With
+``[twilio] owner_sms`` set, a handoff also texts the owner at once (kind ``notify_sms``, one per
+draft, delivered by the text send job ``responder.texting``).
 
 Every such mail carries the draft's unguessable token twice, in the subject (``[ref TOKEN]``)
 and in our Message-ID, because a reply to it is accepted only from the owner's address *and*
@@ -26,7 +28,9 @@ from channels.email.compose import clean_header
 from responder import approvals, links, outbox
 from responder.clock import utcnow
 from responder.models import Customer, Draft, Message, Outbox, Route
+from responder.normalize import normalize_phone
 from responder.templating import render
+from responder.tone import sms_segments
 
 log = logging.getLogger("deskhand.owner_mail")
 
@@ -36,6 +40,8 @@ log = logging.getLogger("deskhand.owner_mail")
 _TOKEN = r"[A-Za-z0-9_-]{20,64}"
 REF_RE = re.compile(rf"\[(?i:ref)\s+({_TOKEN})\]|deskhand\.(?:draft|digest)\.({_TOKEN})\.[0-9a-f]+@")
 SUBJECT_MAX = 70  # of the customer's subject quoted in ours; phones cut long subjects anyway
+SMS_KIND = "notify_sms"  # the handoff text to [twilio] owner_sms
+SMS_SNIPPET = 80  # characters of the customer's words in it
 
 
 def find_refs(text: str) -> list[str]:
@@ -152,11 +158,49 @@ def short(text: str, limit: int = SUBJECT_MAX) -> str:
 # --- notification and reminder ------------------------------------------------------------------
 
 def notify_held(session: Session, settings, draft: Draft) -> Outbox | None:
-    """Email the owner about a draft just held, if ``[approvals] notify`` asks for it."""
+    """Email the owner about a draft just held, if ``[approvals] notify`` asks for it (and text
+    them about a handoff when ``[twilio] owner_sms`` is set). Returns the email's row."""
     mode = settings.approvals.notify
-    if not settings.owner_address or mode == "none" or (mode == "handoff" and draft.route != Route.HANDOFF):
+    if mode == "none" or (mode == "handoff" and draft.route != Route.HANDOFF):
+        return None
+    if draft.route == Route.HANDOFF:
+        notify_by_sms(session, settings, draft)
+    if not settings.owner_address:
         return None
     return _enqueue(session, settings, draft, "notify")
+
+
+def notify_by_sms(session: Session, settings, draft: Draft) -> Outbox | None:
+    """A short text to ``[twilio] owner_sms`` about a handoff; one per draft, None if not wanted."""
+    cfg = settings.twilio
+    if not (cfg.enabled and cfg.owner_sms.strip()):
+        return None
+    number = normalize_phone(cfg.owner_sms)
+    if not number:
+        log.warning("[twilio] owner_sms is not a phone number in E.164 (+15550100000): no text to the owner")
+        return None
+    if session.exec(select(Outbox.id).where(Outbox.draft_id == draft.id, Outbox.kind == SMS_KIND)).first():
+        return None
+    return outbox.enqueue(session=session, draft_id=draft.id, thread_id=None, channel="sms", kind=SMS_KIND,
+                          recipient=number, subject="", body_text=owner_sms_text(session, settings, draft),
+                          message_id=owner_message_id(settings, "draft", draft.token), automatic=False)
+
+
+def owner_sms_text(session: Session, settings, draft: Draft) -> str:
+    """'Deskhand: Jamie Rivera needs you: "…" Queue: <url>', within ``[tone] sms_max_segments``:
+    the customer's words are cut (GSM-7 "..." rather than "…", which would make it UCS-2)."""
+    message = session.get(Message, draft.message_id)
+    customer = session.get(Customer, message.customer_id) if message.customer_id else None
+    who = " ".join((customer.name if customer else "").split()) or message.sender or "a customer"
+    words = " ".join((message.new_text or message.text or "").split())
+    url = f"{settings.base_url}/queue/{draft.id}"
+    for limit in range(SMS_SNIPPET, -1, -10):
+        snippet = words if len(words) <= limit else words[:limit - 3].rstrip() + "..." if limit >= 10 else ""
+        text = f'Deskhand: {who[:40]} needs you: "{snippet}" Queue: {url}' if snippet else \
+            f"Deskhand: {who[:40]} needs you. Queue: {url}"
+        if sms_segments(text) <= settings.tone.sms_max_segments:
+            return text
+    return text
 
 
 def send_reminders(ctx) -> int:
