@@ -37,7 +37,7 @@ def cmd_daemon(settings) -> int:
 
     ctx = build_context(settings)
     daemon = Daemon(ctx)
-    daemon.app = create_app(ctx, on_outbox=daemon.kick_send)
+    daemon.app = create_app(ctx, on_outbox=daemon.kick_send, on_inbound=daemon.kick_process)
     try:
         asyncio.run(daemon.run())
     finally:

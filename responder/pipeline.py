@@ -17,7 +17,7 @@ from sqlmodel import Session, func, select
 
 from channels.email.compose import new_message_id, references_for, render_body, reply_subject
 from channels.email.parse import normalize_subject
-from responder import links, outbox, owner_mail, owner_replies
+from responder import customers, links, optout, outbox, owner_mail, owner_replies
 from responder.bursts import fold_burst, hold_if_bursting
 from responder.clock import utcnow
 from responder.conversation import resolve_chat_thread, resolve_customer, resolve_email_thread, thread_history
@@ -79,6 +79,20 @@ def process_message(*, session: Session, message: Message, settings, drafter, re
             return draft
     if not work.automated:
         resolve(work, session)
+        if work.channel != "email":  # texts: STOP/START/HELP, opted-out numbers, photos without words
+            work.decision = optout.route_for(work, session, settings)
+            if work.decision is not None:
+                return store_outcome(work, session, settings)
+            # "my email is …", then the emailed code: one customer across email and texts.
+            linked = customers.handle_text(session, settings, customer=work.customer, channel=work.channel,
+                                           text=work.text)
+            if linked is not None:
+                work.customer, work.draft = linked.customer, linked.draft()
+                work.decision = Decision(Route.AUTO, linked.reasons)
+                draft = store_outcome(work, session, settings)
+                if linked.code:
+                    customers.enqueue_code_email(session, settings, linked.link, draft.id, linked.code)
+                return draft
         if hold_if_bursting(session, message, settings):
             return None
         for other in fold_burst(session, message):
@@ -175,6 +189,7 @@ def route(work: Work, session: Session, settings) -> None:
     facts = RouteFacts(channel=work.channel, text=work.text or work.subject, automated=work.automated,
                        draft=work.draft, signals=work.signals, customer_turns=work.earlier_turns + 1,
                        check_failures=work.check_failures,
+                       media=len(work.message.attachments or []) if work.channel != "email" else 0,
                        threshold=settings.routing.auto_send_threshold,
                        auto_send_enabled=getattr(settings.routing, f"auto_send_{work.channel}"),
                        max_turns=settings.routing.max_customer_turns,
@@ -219,6 +234,7 @@ def store_outcome(work: Work, session: Session, settings) -> Draft:
 def has_no_match(work: Work) -> bool:
     """A real question that retrieval found nothing for (the digest's hints for new FAQ entries)."""
     return bool(work.draft is not None and not work.automated and work.text.strip()
+                and work.draft.backend != customers.LINK_BACKEND
                 and not any(h.kind != "example" for h in work.hits))
 
 

@@ -33,6 +33,7 @@ class RouteFacts:
     customer_turns: int = 1       # the customer's messages in this thread, this one included
     max_turns: int = 5
     check_failures: list[str] = field(default_factory=list)  # guard and tone, in plain words
+    media: int = 0                # photos/files on a text (MMS, WhatsApp): the drafter can't see them
 
 
 @dataclass
@@ -137,6 +138,12 @@ def auto_send_off(f: RouteFacts) -> str | None:
 
 
 # (rule, route when it hits). Order matters: the first hit decides.
+def has_media(f: RouteFacts) -> str | None:
+    if f.media:
+        return f"{f.media} photo(s) or file(s) the bot can't see: please look"
+    return None
+
+
 RULES: list[tuple[Rule, str]] = [
     (is_automated, Route.IGNORE),
     (wants_human, Route.HANDOFF),
@@ -148,6 +155,7 @@ RULES: list[tuple[Rule, str]] = [
     (is_injection, Route.REVIEW),
     (unsupported_language, Route.REVIEW),
     (is_gibberish, Route.REVIEW),
+    (has_media, Route.REVIEW),
     (thread_cap_reached, Route.REVIEW),
     (sender_cap_reached, Route.REVIEW),
     (no_draft, Route.REVIEW),

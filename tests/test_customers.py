@@ -24,7 +24,6 @@ from responder.clock import clock
 from responder.intake import store_inbound_text
 from responder.jobs import process_pending
 from responder.models import Customer, CustomerLink, Draft, Identity, Message, Outbox, Thread
-from responder.web import customer_pages
 
 PHONE = "+14155550100"
 EMAIL = "jamie@customer.test"
@@ -34,9 +33,7 @@ _sids = itertools.count(1)
 @pytest.fixture
 def web(web_base, database_url):
     with make_web(web_base, database_url) as w:
-        # Until the lead adds the include_router line to create_app, include the router here.
-        if not any(getattr(r, "path", "") == "/customers/{customer_id}" for r in w.app.routes):
-            w.app.include_router(customer_pages.router)
+        assert any(getattr(r, "path", "") == "/customers/{customer_id}" for r in w.app.routes)
         yield w
     clock.reset()
 

@@ -20,7 +20,8 @@ from starlette.requests import Request
 
 from responder.context import Context
 from responder.models import Draft, Message, Outbox
-from responder.web import auth, dashboard, lesson_pages, link_pages, owner_pages, thread_pages, tryit
+from responder.web import (auth, customer_pages, dashboard, lesson_pages, link_pages, owner_pages, thread_pages,
+                           tryit, twilio_hooks)
 from responder.web.auth import LoginThrottle, NeedsLogin, NeedsPassword, cmd_set_password  # noqa: F401
 from responder.web.pages import WebState, clear_page, page
 from responder.web.security import SESSION_COOKIE, CsrfRejected, SecurityHeaders, session_key
@@ -54,12 +55,13 @@ def _http_error(request: Request, exc: StarletteHTTPException):
     return clear_page(request, "Not possible", str(exc.detail), status=exc.status_code, link=("/", "Home"))
 
 
-def create_app(ctx: Context, on_outbox: Callable[[], None] | None = None) -> FastAPI:
+def create_app(ctx: Context, on_outbox: Callable[[], None] | None = None,
+               on_inbound: Callable[[], None] | None = None) -> FastAPI:
     """The ASGI app. ``on_outbox`` is called after an approval commits (the daemon wakes its
     send worker with it); it must not block."""
     settings = ctx.settings
     app = FastAPI(title="Deskhand", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.deskhand = WebState(ctx=ctx, on_outbox=on_outbox, throttle=LoginThrottle())
+    app.state.deskhand = WebState(ctx=ctx, on_outbox=on_outbox, on_inbound=on_inbound, throttle=LoginThrottle())
     app.add_middleware(SessionMiddleware, secret_key=session_key(settings), session_cookie=SESSION_COOKIE,
                        max_age=int(settings.web.session_hours * 3600), same_site="lax",
                        https_only=settings.web.public_url.startswith("https://"))
@@ -84,6 +86,7 @@ def create_app(ctx: Context, on_outbox: Callable[[], None] | None = None) -> Fas
     def status(request: Request, st: WebState = Depends(auth.require_owner_or_fresh)):
         return _status_page(request, st, has_password=auth.access(request)[0])
 
-    for module in (auth, owner_pages, thread_pages, lesson_pages, dashboard, tryit, link_pages):
+    for module in (auth, owner_pages, thread_pages, customer_pages, lesson_pages, dashboard, tryit, link_pages,
+                   twilio_hooks):  # twilio_hooks: Twilio's webhooks (signed, no login)
         app.include_router(module.router)
     return app

@@ -28,8 +28,9 @@ log = logging.getLogger("deskhand.web")
 class WebState:
     ctx: Context
     on_outbox: Callable[[], None] | None = None
+    on_inbound: Callable[[], None] | None = None  # a webhook stored a message: wake the process job
     throttle: object = None                  # auth.LoginThrottle
-    # Try it runs the pipeline on a frozen clock (responder.evaluate): one trial at a time.
+    # Try it calls the drafter (maybe an LLM): one trial at a time.
     try_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def kick_outbox(self) -> None:
