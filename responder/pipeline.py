@@ -141,7 +141,15 @@ def product_in_context(work: Work, session: Session, retriever) -> str | None:
     customer's: the history is this thread's only)."""
     if not ANAPHOR.search(work.text):
         return None
-    for message in reversed(thread_history(session=session, thread_id=work.thread.id, before_id=work.message.id)):
+    earlier = thread_history(session=session, thread_id=work.thread.id, before_id=work.message.id)
+    if work.channel != "email":
+        # A text may follow up the same customer's email or other chat ("I ordered the blue one" by
+        # email, "when will it ship?" by SMS): their recent messages on any channel, this week.
+        week = utcnow() - timedelta(days=7)
+        earlier = [m for m in customers.customer_history(session, customer_id=work.customer.id,
+                                                         before_message_id=work.message.id)
+                   if m.received_at >= week]
+    for message in reversed(earlier):
         key = retriever.product_in(message.new_text or message.text)
         if key:
             return key

@@ -392,3 +392,20 @@ def test_customer_command_links_and_shows(web, tmp_path, database_url, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"customer #{a.id} Jamie Rivera") and EMAIL in out and "whatsapp" in out
     assert "email" in out and "Shipping" in out
+
+
+def test_it_in_a_text_means_the_product_from_the_linked_customers_email(web):
+    """Memory per customer: "it" by SMS resolves to the product named by email, once linked,
+    and never to a product another customer named."""
+    ctx = web.ctx
+    email_in(ctx, "I ordered the Sea Salt & Fig candle last week, it's lovely.", subject="My order")
+    email_in(ctx, "Is the Cedar & Smoke candle in stock?", sender="Other Person <other@customer.test>",
+             subject="Stock")
+    before = text_in(ctx, "how much does it weigh?")
+    assert not any("WW-103" in s for s in before.sources)  # not linked yet: no memory to use
+    with ctx.db.transaction() as session:
+        customers.link_pair(session, customers.find_customer(session, email=EMAIL),
+                            customers.find_customer(session, phone=PHONE), actor="test")
+    after = text_in(ctx, "and how long does it burn?")
+    assert any("WW-103" in s for s in after.sources), after.sources
+    assert not any("WW-101" in s for s in after.sources)
