@@ -533,3 +533,21 @@ def test_webhook_mode_does_not_poll(twilio_base, database_url):
     with make_web(twilio_base, database_url) as w:
         assert w.ctx.settings.twilio.mode == "webhook"
         assert poll_twilio(w.ctx) == 0
+
+
+def test_a_photo_with_words_waits_for_the_owner_who_sees_the_links(web):
+    from browser import login, set_password
+
+    form = sms_form("Is this <b>crack</b> normal?", NumMedia="1", MediaUrl0="https://api.twilio.com/m/ME9",
+                    MediaContentType0="image/jpeg")
+    assert signed_post(web.client, "/twilio/sms", form).status_code == 200
+    process_all(web.ctx)
+    [row] = messages(web.ctx)
+    draft = draft_of(web.ctx, row.id)
+    assert draft.route == "review"
+    assert "1 photo(s) or file(s) the bot can't see: please look" in draft.reasons
+    set_password(web.ctx)
+    login(web.client)
+    page = web.client.get(f"/queue/{draft.id}").text
+    assert 'href="https://api.twilio.com/m/ME9"' in page and "(image/jpeg)" in page
+    assert "&lt;b&gt;crack&lt;/b&gt;" in page and "<b>crack</b>" not in page
