@@ -25,16 +25,13 @@ from sqlmodel import Session, select
 
 from channels.email.compose import new_message_id, references_for, reply_subject
 from channels.email.parse import parse_email
-from responder import approvals, outbox
+from responder import approvals, outbox, owner_mail
 from responder.logs import redact
 from responder.models import Customer, Digest, Draft, Message
 from responder.templating import render
 
 log = logging.getLogger("deskhand.owner_replies")
 ACTOR = "owner (email)"
-TOKEN = r"[A-Za-z0-9_-]{20,64}"  # models.new_token: secrets.token_urlsafe(18), 24 characters
-SUBJECT_REF = re.compile(rf"\[ref\s+({TOKEN})\]", re.I)
-ID_REF = re.compile(rf"^<?deskhand\.(?:draft|digest)\.({TOKEN})\.", re.I)
 
 # --- reading the reply (pure) -------------------------------------------------------------------
 # The signature separator "-- " (RFC 3676 §4.3) and the mobile clients' one-line signatures.
@@ -140,13 +137,10 @@ def read_digest_reply(text: str) -> tuple[list[Command], list[str]]:
 
 
 def find_refs(subject: str, in_reply_to: str | None, references: list[str]) -> list[str]:
-    """Deskhand tokens the message carries: the subject's first, then the newest References."""
-    found = SUBJECT_REF.findall(subject or "")
-    for ref in [in_reply_to, *reversed(references or [])]:
-        match = ID_REF.match((ref or "").strip())
-        if match:
-            found.append(match.group(1))
-    return list(dict.fromkeys(found))
+    """Deskhand tokens the message carries (``owner_mail.find_refs``, the one definition of the
+    formats our mails use): the subject's first, then the newest References."""
+    texts = [subject, in_reply_to, *reversed(references or [])]
+    return list(dict.fromkeys(token for text in texts for token in owner_mail.find_refs(text or "")))
 
 
 # --- acting on it -------------------------------------------------------------------------------
