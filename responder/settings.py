@@ -9,6 +9,7 @@ A bad or missing setting raises :class:`ConfigError` with one sentence that name
 """
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
 from pathlib import Path
@@ -372,7 +373,9 @@ def _secret(env_name: str, key: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=8)
 def _stored_secret(path: Path) -> bytes:
+    """Read once per process (every signed link needs it; the file never changes while running)."""
     import secrets as _secrets
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

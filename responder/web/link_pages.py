@@ -106,8 +106,7 @@ def act_on_draft(request: Request, token: str, form: FormData = Depends(posted_f
                 approvals.approve(session, st.ctx.settings, data["d"], actor=ACTOR, text=text, force=force)
             # Burned last, in the same transaction: a refused action (the customer wrote again, the
             # draft was handled elsewhere) leaves the link usable, and of two concurrent clicks the
-            # second fails here and rolls back whole. (Last also because SQLite commits a savepoint
-            # opened before the transaction's first write, which use_once's would be.)
+            # second fails here and rolls back whole.
             links.use_once(session, data, "draft")
     except links.LinkError:
         return _used_page(request)
