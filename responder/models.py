@@ -122,6 +122,10 @@ class Message(SQLModel, table=True):
     next_attempt_at: Optional[datetime] = None
     last_error: Optional[str] = Field(default=None, sa_column=Column(Text))
     processed_at: Optional[datetime] = None
+    # Content fingerprint of the customer's words (responder.limits): near-identical messages
+    # share it, which is how the loop breaker counts them.
+    fingerprint: Optional[str] = Field(default=None, max_length=40, index=True)
+    dismissed_at: Optional[datetime] = None  # the owner has dealt with this quarantined message
 
 
 class Draft(SQLModel, table=True):
@@ -185,6 +189,7 @@ class Outbox(SQLModel, table=True):
     # Twilio status callbacks after the API accepted it: queued | sent | delivered | failed | undelivered.
     delivery_status: str = Field(default="", max_length=16)
     delivery_error: Optional[str] = Field(default=None, max_length=200)  # e.g. "30007: carrier filtered"
+    dismissed_at: Optional[datetime] = None  # the owner has dealt with this failed/unknown send
 
 
 class MailboxCursor(SQLModel, table=True):
@@ -272,3 +277,16 @@ class CustomerLink(SQLModel, table=True):
     attempts: int = 0
     created_at: datetime = Field(default_factory=utcnow)
     decided_at: Optional[datetime] = None
+
+
+class Alert(SQLModel, table=True):
+    """Something the owner is told about once (responder.limits): the LLM budget spent today, the
+    loop breaker tripped, the hourly cap reached. (kind, key) is unique, so several daemons
+    racing to raise the same alert raise it once; ``until`` is when a pause ends."""
+    __table_args__ = (UniqueConstraint("kind", "key", name="uq_alert_kind_key"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)      # budget | loop | hourly
+    key: str = Field(max_length=64)       # the shop day, or the loop's fingerprint and window
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    until: Optional[datetime] = None

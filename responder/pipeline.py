@@ -18,6 +18,7 @@ from sqlmodel import Session, func, select
 from channels.email.compose import new_message_id, references_for, render_body, reply_subject
 from channels.email.parse import normalize_subject
 from responder import customers, links, optout, outbox, owner_mail, owner_replies
+from responder import limits as cost_limits
 from responder.bursts import fold_burst, hold_if_bursting
 from responder.clock import utcnow
 from responder.conversation import resolve_chat_thread, resolve_customer, resolve_email_thread, thread_history
@@ -58,6 +59,8 @@ class Work:
     draft: DraftResult | None = None
     decision: Decision | None = None
     notes: list[str] = field(default_factory=list)
+    limits: list[str] = field(default_factory=list)  # budget, hourly cap, loop breaker (responder.limits)
+    auto_paused: bool = False
 
     @property
     def channel(self) -> str:
@@ -99,6 +102,9 @@ def process_message(*, session: Session, message: Message, settings, drafter, re
             work.text = f"{work.text}\n{other.new_text or other.text}".strip()
         compute(work, session, settings)
         retrieve(work, retriever, session)
+        if budget := cost_limits.budget_note(session, settings):  # today's model spend is used up
+            work.limits.append(budget)
+            drafter = getattr(drafter, "offline", drafter)
         draft_reply(work, session, drafter, retriever)
         check(work, retriever, settings)
     route(work, session, settings)
@@ -203,6 +209,12 @@ def route(work: Work, session: Session, settings) -> None:
                        max_turns=settings.routing.max_customer_turns,
                        thread_cap=limits.max_auto_replies_per_thread_per_day,
                        sender_cap=limits.max_auto_replies_per_sender_per_day)
+    if not work.automated:
+        pauses = [n for n in (cost_limits.hourly_note(session, settings),
+                              cost_limits.loop_note(session, settings, work.message)) if n]
+        work.limits += pauses
+        work.auto_paused = bool(pauses)  # no holding note either
+    facts.limits = work.limits
     if work.thread is not None:
         facts.thread_auto_today = outbox.automatic_sent_since(session=session, since=since, thread_id=work.thread.id)
         facts.sender_auto_today = outbox.automatic_sent_since(session=session, since=since, recipient=work.sender)
@@ -257,7 +269,7 @@ def may_send_holding(work: Work, session: Session, settings) -> bool:
     already = session.exec(select(func.count()).select_from(Outbox).where(
         Outbox.thread_id == work.thread.id, Outbox.kind == "holding", Outbox.created_at >= since)).one()
     caps = settings.email
-    return not already and \
+    return not already and not work.auto_paused and \
         outbox.automatic_sent_since(session=session, since=since, thread_id=work.thread.id) < \
         caps.max_auto_replies_per_thread_per_day and \
         outbox.automatic_sent_since(session=session, since=since, recipient=work.sender) < \

@@ -34,6 +34,7 @@ class RouteFacts:
     max_turns: int = 5
     check_failures: list[str] = field(default_factory=list)  # guard and tone, in plain words
     media: int = 0                # photos/files on a text (MMS, WhatsApp): the drafter can't see them
+    limits: list[str] = field(default_factory=list)  # LLM budget spent, hourly cap, loop breaker
 
 
 @dataclass
@@ -113,6 +114,10 @@ def sender_cap_reached(f: RouteFacts) -> str | None:
     return None
 
 
+def limit_reached(f: RouteFacts) -> str | None:
+    return "; ".join(f.limits) if f.limits else None
+
+
 def no_draft(f: RouteFacts) -> str | None:
     if f.draft is None or not f.draft.reply.strip():
         why = "; ".join(f.draft.reasons) if f.draft and f.draft.reasons else "no answer drafted"
@@ -156,6 +161,7 @@ RULES: list[tuple[Rule, str]] = [
     (unsupported_language, Route.REVIEW),
     (is_gibberish, Route.REVIEW),
     (has_media, Route.REVIEW),
+    (limit_reached, Route.REVIEW),
     (thread_cap_reached, Route.REVIEW),
     (sender_cap_reached, Route.REVIEW),
     (no_draft, Route.REVIEW),

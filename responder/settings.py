@@ -53,6 +53,9 @@ class KnowledgeSettings(Section):
     # Optional catalog feed: a CSV URL or path copied to <dir>/catalog.csv every catalog_sync_minutes.
     catalog_source: str = ""
     catalog_sync_minutes: float = Field(60.0, gt=0)
+    # Where the LanceDB index lives; empty: <data_dir>/index. Daemons on one machine may share it
+    # (a file lock serializes rebuilds); each process also keeps the vectors in memory.
+    index_dir: Path | None = None
 
 
 class EmbeddingsSettings(Section):
@@ -79,6 +82,10 @@ class LLMSettings(Section):
     # USD per million tokens, for the spend shown in the digest and the dashboard (0 for a local model).
     price_input_per_mtok: float = Field(0.15, ge=0)
     price_output_per_mtok: float = Field(0.60, ge=0)
+    # Hard cap on model spend per day (shop's timezone), in USD, counted from the tokens each call
+    # used at the prices above. When it is spent, drafts are made offline and held for review,
+    # and the owner is told once that day. 0: no cap.
+    daily_budget_usd: float = Field(2.0, ge=0)
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.price_input_per_mtok + completion_tokens * self.price_output_per_mtok) / 1e6
@@ -145,6 +152,13 @@ class RoutingSettings(Section):
     # not answered one by one; they become context for the next reply.
     burst_limit: int = Field(3, ge=1)
     burst_window_s: float = Field(10.0, gt=0)
+    # All automatic replies together, per hour (a runaway stops here; the rest wait for the owner). 0: no cap.
+    max_auto_replies_per_hour: int = Field(60, ge=0)
+    # Loop breaker: this many near-identical inbound messages within loop_window_minutes (from
+    # anyone) pause automatic sending for loop_pause_minutes, and the owner is told.
+    loop_threshold: int = Field(5, ge=2)
+    loop_window_minutes: float = Field(10.0, gt=0)
+    loop_pause_minutes: float = Field(60.0, gt=0)
 
 
 class ToneSettings(Section):
@@ -252,6 +266,12 @@ class DigestSettings(Section):
         return int(hour), int(minute)
 
 
+class PrivacySettings(Section):
+    # Conversations whose last message is older than this many days are erased by a daily job
+    # (messages, drafts, outbox rows, identities left without messages). 0: kept forever.
+    retention_days: int = Field(0, ge=0)
+
+
 class LogSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -272,6 +292,7 @@ class Settings(BaseSettings):
     twilio: TwilioSettings = TwilioSettings()
     approvals: ApprovalSettings = ApprovalSettings()
     digest: DigestSettings = DigestSettings()
+    privacy: PrivacySettings = PrivacySettings()
     log: LogSettings = LogSettings()
     # Folder of the settings file: the base of every relative path.
     base_dir: Path = Path(".")
