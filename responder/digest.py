@@ -3,7 +3,9 @@
 Runs once a day from the daemon's cron job (``digest_job``, at ``[digest] time`` in the shop's
 timezone) and from ``python run.py digest --print | --send``. ``build`` only reads: the pending
 drafts (handoffs first, numbered in the order stored in ``Digest.draft_ids`` so a reply can say
-"approve 2"), sends that failed, thumbs-down not yet seen, yesterday's numbers with a 14-day
+"approve 2"), sends that failed and messages that could not be processed (every day until the
+owner deals with them: ``responder.problems``), the last day's alerts (budget, caps, loop
+breaker), thumbs-down not yet seen, yesterday's numbers with a 14-day
 chart (an inline PNG: mail clients render neither SVG nor scripts), the questions the knowledge
 had nothing for, and proposed knowledge additions. ``enqueue`` claims the shop-local day in the
 ``digest`` table (unique, so several daemons send at most one scheduled digest a day) and
@@ -20,7 +22,8 @@ from datetime import date, datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from responder import approvals, charts, feedback, lessons, links, metrics, outbox, report
+from responder import approvals, charts, feedback, lessons, links, metrics, outbox, problems, report
+from responder import limits as cost_limits
 from responder.clock import utcnow
 from responder.models import Digest, Draft, Message, Outbox, OutboxStatus, Route, new_token
 from responder.owner_mail import clip, draft_view, local_time, owner_message_id
@@ -30,7 +33,7 @@ log = logging.getLogger("deskhand.digest")
 CHART_CID = "chart14"
 MAX_DRAFTS = 15          # a longer queue is summarised; the rest are one command away
 TEXT_LIMIT = 800         # characters of each message and draft (Gmail clips mail over ~100 KB)
-LOOKBACK = timedelta(days=7)  # failed sends and unanswered questions shown from this far back
+LOOKBACK = timedelta(days=7)  # unanswered questions shown from this far back
 REPLY_HINT = "Reply to this digest with 'approve 2' or 'reject 2', or use the links."
 
 
@@ -64,10 +67,11 @@ def build(session: Session, settings, *, now: datetime | None = None, token: str
     ordered = [d for d in held if d.route == Route.HANDOFF] + [d for d in held if d.route != Route.HANDOFF]
     views = [draft_view(session, settings, d, now=now, number=n, limit=TEXT_LIMIT)
              for n, d in enumerate(ordered[:MAX_DRAFTS], 1)]
-    failed = _failed_sends(session, settings, since=now - LOOKBACK)
+    failed, quarantined, problems_more = _problems(session, settings)
+    alerts = _alerts(session, settings, now)
     thumbs = _thumbs_down(session, settings)
     proposals = [_lesson_view(settings, lesson) for lesson in lessons.proposed(session)]
-    quiet = not (held or failed or thumbs or proposals or numbers.messages_in)
+    quiet = not (held or failed or quarantined or alerts or thumbs or proposals or numbers.messages_in)
 
     png, unanswered = None, []
     if not quiet:
@@ -77,9 +81,9 @@ def build(session: Session, settings, *, now: datetime | None = None, token: str
         store=settings.store, base_url=settings.base_url, day=_day_label(today), yesterday=_day_label(yesterday),
         quiet=quiet, reply_hint=REPLY_HINT, handoffs=[v for v in views if v.route == Route.HANDOFF],
         reviews=[v for v in views if v.route != Route.HANDOFF], pending=len(held), more=len(held) - len(views),
-        failed=failed, thumbs=thumbs, lessons=proposals, unanswered=unanswered, numbers=_numbers(numbers),
+        failed=failed, quarantined=quarantined, problems_more=problems_more, alerts=alerts, thumbs=thumbs, lessons=proposals, unanswered=unanswered, numbers=_numbers(numbers),
         messages_in=numbers.messages_in, chart_cid=CHART_CID if png else None)
-    return DigestMail(subject=_subject(today, held, failed, quiet, token),
+    return DigestMail(subject=_subject(today, held, failed + quarantined, quiet, token),
                       text=render("digest/digest.txt.j2", **values).strip() + "\n",
                       html=render("digest/digest.html.j2", **values), png=png,
                       draft_ids=[v.id for v in views], token=token, day=today, quiet=quiet,
@@ -91,8 +95,12 @@ def _subject(today: date, held: list[Draft], failed: list[dict], quiet: bool, to
         return f"[Deskhand] All quiet, {_day_label(today)} [ref {token}]"
     handoffs = sum(d.route == Route.HANDOFF for d in held)
     parts = [f"{len(held)} waiting" + (f" ({handoffs} handed off)" if handoffs else "") if held else "nothing waiting"]
-    if failed:
-        parts.append(f"{len(failed)} failed send{'s' if len(failed) != 1 else ''}")
+    sends = [f for f in failed if f["status"] != "quarantined"]
+    if sends:
+        parts.append(f"{len(sends)} failed send{'s' if len(sends) != 1 else ''}")
+    if len(sends) < len(failed):
+        parts.append(f"{len(failed) - len(sends)} message{'s' if len(failed) - len(sends) != 1 else ''} "
+                     "that could not be processed")
     return f"[Deskhand] Digest {_day_label(today)}: {', '.join(parts)} [ref {token}]"
 
 
@@ -112,14 +120,19 @@ def _chart(session: Session, settings, until: date) -> bytes | None:
         return None
 
 
-def _failed_sends(session: Session, settings, *, since: datetime) -> list[dict]:
-    """Replies and holding notes to customers that failed, or may not have gone out (unknown)."""
-    rows = session.exec(select(Outbox).where(
-        col(Outbox.status).in_([OutboxStatus.FAILED, OutboxStatus.UNKNOWN]),
-        col(Outbox.kind).in_(["reply", "holding"]), Outbox.created_at >= since).order_by(col(Outbox.id))).all()
-    return [{"recipient": r.recipient, "subject": r.subject, "channel": r.channel, "status": r.status,
-             "kind": "holding note" if r.kind == "holding" else "reply", "when": local_time(settings, r.created_at),
-             "error": " ".join((r.last_error or "no reason recorded").split())[:300]} for r in rows]
+def _problems(session: Session, settings) -> tuple[list[dict], list[dict], int]:
+    """Failed or unknown sends and quarantined messages, shown every day until the owner deals
+    with them (``responder.problems``): nothing waits forever."""
+    found, total = problems.open_problems(session)
+    view = [{"id": p.id, "recipient": p.who, "subject": p.what, "channel": p.channel, "status": p.status,
+             "kind": p.what, "when": local_time(settings, p.at), "error": p.error} for p in found]
+    return [v for v, p in zip(view, found) if p.kind == "send"], \
+        [v for v, p in zip(view, found) if p.kind == "message"], total - len(found)
+
+
+def _alerts(session: Session, settings, now: datetime) -> list[dict]:
+    return [{"kind": a.kind, "when": local_time(settings, a.created_at), "text": " ".join(a.detail.split())[:400]}
+            for a in cost_limits.recent_alerts(session, since=now - timedelta(days=1))]
 
 
 def _thumbs_down(session: Session, settings) -> list[dict]:

@@ -53,7 +53,7 @@ def test_a_quiet_day_is_two_lines(shop):
     with ctx.db.transaction() as session:
         row = digest.enqueue(session, ctx.settings)
     assert row.body_text.strip().splitlines() == [
-        "Nothing is waiting for you at Wick & Willow Candle Co.: no held drafts, failed sends or new thumbs down.",
+        "Nothing is waiting for you at Wick & Willow Candle Co.: no held drafts, failed sends, problems or new thumbs down.",
         f"No messages came in yesterday ({_label(metrics.yesterday(ctx.settings))}).",
     ]
     assert row.extra == {"auto_generated": True, "images": []} and "cid:" not in row.body_html
