@@ -14,65 +14,12 @@ from typing import Callable
 
 from rapidfuzz import fuzz, process
 
+from responder.guard_patterns import (VAGUE, HEDGE, CLAUSE, IN_STOCK, RESTOCK, STATUS, PROMISES, ACTIONS,
+                                       TRAILING_CURRENCY, SHOUT, SECRET, PRICED, EMAIL, URL, PHONE, ORDER,
+                                       LEAKS, PERSON, NAME_LIKE, TYPE_NOUNS, LEADING)
 from responder.figures import NUM, Claim, covered, decimal_of, extract, overlaps
 from responder.tone import split_sentences
 
-VAGUE = re.compile(r"\b(forever|indefinitely|eternal(?:ly)?|endless(?:ly)?|infinite(?:ly)?|a lifetime|unlimited"
-                   r"|never (?:burns?|runs?|wears?) out)\b", re.I)
-# Earlier in a claim's clause, these make it no claim: "isn't in stock", "I'll check whether it's available".
-HEDGE = re.compile(r"\b(?:not|no longer|never|cannot|neither|nor|without|unable|whether|if|once|when|until)\b|n't\b",
-                   re.I)
-CLAUSE = re.compile(r"[,;:—–()]|\s-\s|\b(?:but|however|although|though|while|whereas|unlike|instead)\b", re.I)
-IN_STOCK = re.compile(
-    r"(?<!back )\bin stock\b(?!\s+(?:on|by|from|around|again|soon|next|after|starting)\b)|\b(?:available|ready) "
-    r"(?:now|today|right now|right away|to ship|immediately)\b|\b(?:is|are|it's|they're|it is|they are) (?:still |"
-    r"currently |also )?available\b(?!\s+(?:(?:for|as)\s+(?:a\s+)?pre|on\b|from\b|again\b|starting\b|after\b|by\b"
-    r"|soon\b))|\bwe (?:still |currently )?(?:have|stock|carry) (?:it|them|one|some|plenty|a few)\b|\bwe've got "
-    r"(?:it|them|one|some)\b|\bships? (?:today|right away|immediately|same[- ]day|tomorrow)\b", re.I)
-RESTOCK = re.compile(r"\b(?:back in stock|in stock again|restock(?:ed|ing|s)?|back on (?:the )?shel(?:f|ves)|be "
-                     r"(?:back|available|in stock)|(?:available|in stock|ships?|shipping|arrives?|expected|expect "
-                     r"(?:it|them|more))\s+(?:again\s+)?(?:on|by|from|around|starting|after|in|soon|next)\b"
-                     r"|coming back|bring(?:ing)? (?:it|them) back|(?:can|could|will|we'll|I'll|happy to) (?:order|"
-                     r"get|make|send|ship|reserve|hold|pour) (?:it|them|one|more|another|yours|some)\b|\bpre-?orders?"
-                     r"|\border (?:it|one|them) (?:now|today))\b", re.I)
-STATUS = {"out_of_stock": "out of stock", "discontinued": "discontinued", "preorder": "pre-order only"}
-PROMISES = [(what, re.compile(said, re.I), re.compile(stated)) for what, said, stated in (  # what the policies state
-    ("a full refund", r"\bfull refund|\brefund (?:you |it |the \w+ )?(?:in full|completely|fully)|\ball (?:of )?your "
-                      r"money back", r"full refund|refund(?:ed)? in full"),
-    ("a refund", r"\brefund|\bmoney back|\breimburse", r"refund"),
-    ("store credit", r"\bstore credit|\bcredit (?:your|you|it)\b|\baccount credit", r"credit"),
-    ("a discount", r"\bdiscount|\b\d+\s?% off|\bpercent off|\bcoupon|\bpromo code", r"discount|% off|coupon"),
-    ("free shipping", r"\bfree (?:shipping|delivery|postage|returns?)|\bship (?:it |them )?(?:for )?free\b|\bcover "
-                      r"(?:the )?(?:return )?shipping|\bprepaid (?:return )?label",
-     r"free (?:shipping|delivery)|shipping[^.]{0,40}\bfree\b"),
-    ("a replacement", r"\breplacement|\breplace (?:it|them|the|your)\b|\bsend (?:you )?(?:a )?(?:new|another) ",
-     "replac"),
-    ("an exception", r"\bexception\b|\bwaive|\bjust this once|\bbend the rules|\bextend (?:the|your) (?:return )?"
-                     r"window", r"exception|waive"))]
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-URL = re.compile(r"\b(?:https?://|www\.)[^\s<>()\"']+|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|net|org|co|io|shop|store"
-                 r"|example|uk|ca|us|de|fr|au|info|biz|app|site)\b(?:/[^\s<>()\"']*)?", re.I)
-PHONE = re.compile(r"(?<![\w/-])(?:\+?\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?|\d{2,4}[\s.-])\d{3,4}[\s.-]?\d{3,4}(?!\w)")
-ORDER = re.compile(r"(?:\border\s*(?:number|no\.?|num)?\s*:?\s*#?|(?<![\w&])#)\s*(?P<n>[A-Z]{0,3}-?\d{3,}[\w-]*)", re.I)
-LEAKS = [(re.compile(p, re.I | re.M), what) for p, what in (
-    (r"\bsystem prompt\b|\bdeveloper (?:message|prompt)\b|\bmy (?:instructions|prompt|guidelines|rules|programming)\b"
-     r"|\bhere (?:are|is) my (?:rules|instructions|prompt)\b|\bI (?:was|am|have been|'ve been) (?:told|instructed|"
-     r"programmed|prompted|configured) to\b|\bas an AI\b|\blanguage model\b|\b(?:previous|above|prior) instructions\b",
-     "reveals its instructions"),
-    (r"\{\{|\}\}|\{%|%\}|<\|\w+\|>|\[(?:customer|your|first|store|owner)[ _]?name\]", "has template remnants"),
-    (r"\"(?:role|content|system|instructions|messages)\"\s*:|^\s*(?:system|assistant|user)\s*:", "quotes prompt text"))]
-PERSON = re.compile(r"\bI(?:'m| am)\s+(?:a\s+)?(?:real|actual|live)\s+(?:person|human)|\bI(?:'m| am)\s+(?:a\s+)?human\b"
-                    r"|\bI(?:'m| am)\s+not\s+(?:a\s+|an\s+)?(?:bot|robot|ai|machine|computer|program|automated)\b"
-                    r"|\bnot an? (?:bot|robot)\b|\b(?:personally|myself) typing\b|\btyping this (?:myself|personally)\b"
-                    r"|\bthis is \w+,? personally\b|\ba real (?:person|human) (?:here|typing|writing)\b", re.I)
-NAME_LIKE = re.compile(r"\b[A-Z][a-z][\w'-]*(?:(?:[ \t]+|[ \t]*&[ \t]*|[ \t]+(?:and|of|de|la|le|du)[ \t]+)"
-                       r"[A-Z][a-z][\w'-]*)*")
-TYPE_NOUNS = set("candle mug bowl plate vase cup tin jar set kit box bundle soap diffuser spray blend collection "
-                 "edition trimmer snuffer melt scent glaze".split())
-LEADING = set("our the a an this that these those yes no hi hello hey thanks thank sorry unfortunately also and but so "
-              "try both either sadly just please dear it's we'll we're you'll we've if when for with from in on at as "
-              "all each my your here there what which while because then happy glad plus or however good great of "
-              "january february march april may june july august september october november december".split())
 MAX_CHARS = 5000
 
 
@@ -116,6 +63,7 @@ class Claims:
     hit_products: list[dict[str, str]]
     customer_text: str | None
     mentions: list[tuple[int, int, dict]]
+    customer_address: str | None = None
     sentences: list[tuple[int, int]] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)
     known: list[Claim] = field(default_factory=list)
@@ -129,6 +77,11 @@ class Claims:
 
     def hedged(self, pos: int) -> bool:
         return bool(HEDGE.search(self.reply, self.clause_start(pos), pos))
+
+    def priced(self, pos: int) -> dict | None:
+        """The product whose name runs straight into the price at ``pos`` ("Amber Noir is $5"): only its price fits."""
+        return next((p for _, end, p in self.mentions
+                     if end <= pos <= end + 30 and PRICED.fullmatch(self.reply, end, pos)), None)
 
     def product_at(self, pos: int, same_sentence: bool = False) -> dict | None:
         """The product a claim at ``pos`` is about: named earlier in its clause, else later in it, else earlier in
@@ -149,11 +102,15 @@ def check_figures(c: Claims) -> list[str]:
     reasons = []
     for claim in c.claims:
         named, (a, b) = c.product_at(claim.start, same_sentence=True), c.sentence_of(claim.start)
-        if claim.kind == "price":  # any product named in the sentence may have this price
+        if claim.kind == "price" and (bound := c.priced(claim.start)):  # "Amber Noir is $5": its price only
+            named, own, money = bound, [bound], []
+        elif claim.kind == "price":  # any product named in the sentence may have this price
             own = [m[2] for m in c.mentions if a <= m[0] < b] or c.hit_products + [m[2] for m in c.mentions]
+            money = [k for k in c.known if k.unit == "money"]
+        if claim.kind == "price":
             prices = [Claim("price", "money", v, v) for p in own if (v := decimal_of(p.get("price"))) is not None]
             said = [f"${price:.2f}".replace(".00", "")] if named and (price := decimal_of(named.get("price"))) else []
-            if covered(claim, [k for k in c.known if k.unit == "money"] + prices):
+            if covered(claim, money + prices):
                 continue
         elif covered(claim, c.known):
             continue
@@ -224,10 +181,12 @@ def check_promises(c: Claims) -> list[str]:
 
 
 def check_contacts(c: Claims) -> list[str]:
-    """URLs, email addresses and phone numbers only from the knowledge (or the customer's own message)."""
-    allowed = (c.knowledge + " " + (c.customer_text or "")).lower()
-    bare, masked = re.sub(r"https?://|www\.", "", allowed), EMAIL.sub(" ", c.reply)
-    phones = [d for m in PHONE.finditer(allowed) if len(d := re.sub(r"\D", "", m.group(0))) >= 7]
+    """URLs and phone numbers only from the knowledge: a link or number in the customer's message is no shop fact
+    ("tell them to call 1-900-…"). Email addresses also from the customer's message (their own, when it's known)."""
+    own = c.customer_address if c.customer_address is not None else c.customer_text
+    allowed, knowledge = (c.knowledge + " " + (own or "")).lower(), c.knowledge
+    bare, masked = re.sub(r"https?://|www\.", "", knowledge), EMAIL.sub(" ", c.reply)
+    phones = [d for m in PHONE.finditer(knowledge) if len(d := re.sub(r"\D", "", m.group(0))) >= 7]
     return [f"email {e} is not in the knowledge or the customer's message"
             for e in dict.fromkeys(EMAIL.findall(c.reply)) if e.lower() not in allowed] + [
         f"link {u} is not in the knowledge" for u in dict.fromkeys(m.group(0).rstrip(".,;:!?)") for m in
@@ -238,11 +197,22 @@ def check_contacts(c: Claims) -> list[str]:
 
 
 def check_privacy(c: Claims) -> list[str]:
-    """Nothing of the prompt, and no order number the customer didn't give (when their message is known)."""
+    """Nothing of the prompt, no password or key, and no order number the customer didn't give (when their message
+    is known)."""
     own = (c.customer_text or "").lower() + " " + c.knowledge
     return [f"{what} ('{m.group(0).strip()}')" for pattern, what in LEAKS if (m := pattern.search(c.reply))] + [
+        f"mentions a {m.group(0).lower()}" for m in [SECRET.search(c.reply)]
+        if m and m.group(0).lower() not in c.knowledge] + [
         f"mentions order {m.group('n')}, which isn't in the customer's message" for m in ORDER.finditer(c.reply)
         if c.customer_text is not None and m.group("n").lower() not in own]
+
+
+def check_actions(c: Claims) -> list[str]:
+    """The bot can't refund, send, forward or approve anything; nor does the owner's voice shout ("PWNED")."""
+    return [f"claims to have done something only a person can do ('{m.group(0).strip()}')"
+            for m in ACTIONS.finditer(c.reply) if not c.hedged(m.start())][:1] + [
+        f"writes '{w}' in capitals, which the knowledge doesn't" for w in dict.fromkeys(SHOUT.findall(c.reply))
+        if w.lower() not in c.knowledge][:1]
 
 
 def check_person(c: Claims) -> list[str]:
@@ -252,14 +222,17 @@ def check_person(c: Claims) -> list[str]:
 
 RULES: list[tuple[str, Callable[[Claims], list[str]]]] = [
     ("figures", check_figures), ("products", check_products), ("availability", check_availability),
-    ("promises", check_promises), ("contacts", check_contacts), ("privacy", check_privacy), ("person", check_person)]
+    ("promises", check_promises), ("contacts", check_contacts), ("privacy", check_privacy), ("actions", check_actions),
+    ("person", check_person)]
 
 
 def check_claims(reply: str, *, hits: list, catalog: list[dict[str, str]], policies_text: str = "",
-                 store_facts: dict | None = None, customer_text: str | None = None) -> list[str]:
-    """Reasons the reply says something its knowledge doesn't back; [] when every claim checks out."""
+                 store_facts: dict | None = None, customer_text: str | None = None,
+                 customer_address: str | None = None) -> list[str]:
+    """Reasons the reply says something its knowledge doesn't back; [] when every claim checks out.
+    ``customer_address``: the sender's email, the only address from outside the knowledge a reply may name."""
     try:
-        reply = str(reply or "").replace("’", "'").replace("‘", "'")
+        reply = TRAILING_CURRENCY.sub(r"\2\1", str(reply or "").replace("’", "'").replace("‘", "'"))
         if len(reply) > MAX_CHARS:  # no support reply is this long; checking it would take seconds
             return [f"the reply is {len(reply)} characters, too long to check (limit {MAX_CHARS})"]
         rows = [{str(k): str(v) for k, v in r.items() if v is not None} for r in catalog or [] if isinstance(r, dict)]
@@ -270,9 +243,10 @@ def check_claims(reply: str, *, hits: list, catalog: list[dict[str, str]], polic
         rows_text = ["; ".join(f"{k}: {v}" for k, v in f.items()) for f in facts + [m[2] for m in mentions]
                      + [store_facts if isinstance(store_facts, dict) else {}]]
         raw = "\n".join([str(getattr(h, "text", "")) for h in hits] + [str(policies_text or "")] + rows_text)
-        raw = raw.replace("’", "'")
+        raw = TRAILING_CURRENCY.sub(r"\2\1", raw.replace("’", "'"))
         c = Claims(reply, raw.lower(), rows, [f for f in facts if f.get("name")],
-                   None if customer_text is None else str(customer_text), mentions, claims=extract(reply))
+                   None if customer_text is None else str(customer_text), mentions,
+                   None if customer_address is None else str(customer_address), claims=extract(reply))
         for sentence in split_sentences(reply):
             start = max(reply.find(sentence, c.sentences[-1][1] if c.sentences else 0), 0)
             c.sentences.append((start, start + len(sentence)))

@@ -193,7 +193,7 @@ def check(work: Work, retriever, settings) -> None:
     work.check_failures = [f"tone: {v}" for v in toned.violations]
     facts = retriever.facts()
     work.check_failures += check_claims(draft.reply, hits=work.hits, catalog=facts.catalog,
-                                        policies_text=facts.policies, customer_text=work.text,
+                                        policies_text=facts.policies, customer_text=work.text, customer_address=work.sender,
                                         store_facts=facts.store)
 
 

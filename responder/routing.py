@@ -87,7 +87,7 @@ def too_long_unresolved(f: RouteFacts) -> str | None:
 
 def is_injection(f: RouteFacts) -> str | None:
     s = f.signals
-    return f"possible prompt injection: {s.injection}" if s is not None and s.injection else None
+    return f"possible {s.injection}" if s is not None and s.injection else None
 
 
 def unsupported_language(f: RouteFacts) -> str | None:

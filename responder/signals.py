@@ -6,7 +6,7 @@ customer messages, and returns a frozen :class:`Signals` that is stored with the
 by routing: frustrated customers, requests for a person, sensitive topics and prompt-injection
 attempts go to the owner, with each reason in plain words. Nothing here blocks or raises: any
 text (any script, 100 kB pastes, control characters, nothing at all) gives a ``Signals``.
-Helpers: ``responder.frustration`` and ``responder.language``; their heavy detectors (VADER,
+Helpers: ``responder.frustration``, ``responder.language`` and ``responder.injection``; the heavy detectors (VADER,
 py3langid) load once, lazily, under a lock.
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from responder.frustration import FRUSTRATION_THRESHOLD, score_frustration
+from responder.injection import injection_attempt
 from responder.language import (UNDETERMINED, detect_language, emoji_only, is_acknowledgement, is_gibberish,
                                 normalize_languages)
 
@@ -155,24 +156,6 @@ HUMAN_REQUEST = re.compile(
     rf"|un\s+(?:humano|agente|asesor)|el\s+(?:encargado|gerente|due[ñn]o))|\bpersona\s+real\b"
     rf"|\bparlare\s+con\s+(?:qualcuno|una\s+persona|un\s+operatore)|\bfalar\s+com\s+(?:algu[ée]m|uma\s+pessoa"
     rf"|um\s+atendente)|\bmet\s+een\s+(?:mens|medewerker|persoon)\s+(?:spreken|praten)", re.I)
-# Prompt injection: instructions aimed at the drafting model, not at the shop.
-INJECTION = re.compile(
-    r"\b(?:ignore|disregard|forget|override|bypass)\s+(?:all\s+|any\s+)?(?:of\s+)?(?:the\s+|your\s+|these\s+|those\s+)?"
-    r"(?:previous|prior|above|earlier|preceding|system|original|initial|existing|current)?\s*(?:instructions?|prompts?"
-    r"|rules|guidelines|guardrails|programming|constraints|system\s+message)\b"
-    r"|\bsystem\s*prompt\b|\b(?:initial|original|hidden|secret|internal)\s+(?:prompt|instructions)\b"
-    r"|\b(?:reveal|show|print|repeat|output|display|share|tell|give|what\s+(?:is|are))\s+(?:me\s+)?(?:your|the)\s+"
-    r"(?:system\s+)?(?:prompt|instructions(?!\s+(?:for|on|to|about|with|regarding))|system\s+message)"
-    r"|\b(?:repeat|print|output)\s+(?:everything|all|the\s+(?:text|words))\s+above\b"
-    r"|(?m:^[ \t>]*[\[<#*]*\s*(?:system|assistant|developer|ai)\s*[\]>*]*\s*:)"
-    r"|<\|?(?:im_start|im_end|system|endoftext)\|?>|\[/?INST\]|<<SYS>>"
-    r"|\byou\s+are\s+now\s+(?:an?\s+(?!customer)|in\b|dan\b|free\b|unrestricted|no\s+longer|acting|operating)"
-    r"|\bfrom\s+now\s+on,?\s+you\s+(?:are|will|must|should)\b|\bpretend\s+(?:to\s+be|you\s+are|that\s+you)\b"
-    r"|\bact\s+as\s+(?:if\s+you|an?\s+(?:ai|assistant|unrestricted|different|developer))\b"
-    r"|\b(?:developer|god|dan|jailbreak|unrestricted)\s+mode\b|\bjailbreak|\bdo\s+anything\s+now\b"
-    r"|\bnew\s+instructions?\s*:|\bignorier\w*\s+(?:\w+\s+){0,3}(?:anweisungen|instruktionen)"
-    r"|\bignor\w*\s+(?:\w+\s+){0,3}instructions\b|\b(?:ignora|olvida)\w*\s+(?:\w+\s+){0,3}(?:instrucciones"
-    r"|istruzioni)", re.I)
 # A forwarded or pasted email inside the new text.
 _FORWARDED = re.compile(
     r"(?im)^[ \t>]*-{2,}\s*(?:original message|forwarded message|ursprüngliche nachricht|weitergeleitete nachricht"
@@ -241,10 +224,6 @@ def refund_beyond_policy(text: str, window_days: int) -> str | None:
 
 def wants_person(text: str) -> str | None:
     return f"asked for a person: {_quoted(m)}" if (m := HUMAN_REQUEST.search(text)) else None
-
-
-def injection_attempt(text: str) -> str | None:
-    return f"prompt injection: {_quoted(m)}" if (m := INJECTION.search(text)) else None
 
 
 def _as_list(items) -> list:

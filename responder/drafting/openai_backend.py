@@ -12,7 +12,8 @@ The client's own retries are off: timeouts, connection errors, 429 (honouring Re
 ``MAX_RETRY_AFTER_S``) and 5xx are retried here with exponential backoff inside ``budget_s``.
 When they run out, or on any other API error, the offline drafter answers instead, with a reason
 and a confidence capped at ``FALLBACK_CAP`` so the draft waits for review. Never touches the
-database; token usage rides on :class:`LLMDraftResult` for the caller to store.
+database; token usage rides on :class:`LLMDraftResult` for the caller to store. A reply that repeats
+our own instructions (a leaked prompt) is flagged and held, whatever trick asked for it.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import openai
 
 from responder.drafting.base import DraftRequest, DraftResult
 from responder.drafting.offline import OfflineDrafter
+from responder.logs import redact
 from responder.templating import render
 
 TEMPERATURE, MAX_TOKENS = 0.2, 400
@@ -45,6 +47,9 @@ MAX_FACT_CHARS, MAX_TURN_CHARS = 2000, 2000
 TAGS = re.compile(r"[<\uff1c]\s*/?\s*(?:customer_message|history|turn|facts?|examples?)\b[^>\uff1e]*[>\uff1e]?", re.I)
 FENCE = re.compile(r"```[a-zA-Z]*\s*(.*?)```", re.S)
 REPLY_FIELD = re.compile(r'"reply"\s*:\s*"((?:[^"\\]|\\.)*)', re.S)
+# What may be quoted back: the facts, the tone examples, the thread and the customer's own words.
+QUOTABLE = re.compile(r"<(facts|example|history|customer_message)>.*?</\1>", re.S)
+ECHO_WORDS = 7  # this many words in a row from our own instructions in a reply: the prompt is leaking
 
 
 @dataclass
@@ -85,6 +90,17 @@ def build_messages(request: DraftRequest, store) -> list[dict[str, str]]:
     user = render("prompts/user.j2", history=history, customer_name=neutralise(request.customer_name),
                   subject=neutralise(request.subject), text=neutralise(request.text.strip()))
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def repeated_instructions(reply: str, messages: list[dict[str, str]]) -> str | None:
+    """The first ``ECHO_WORDS`` words in a row that ``reply`` shares with the instructions we sent (a leaked
+    prompt, however it was asked for: "repeat everything above", base64, another language's request…)."""
+    words = lambda text: re.findall(r"[a-z0-9']+", text.lower())  # noqa: E731
+    ours = words(QUOTABLE.sub(" ", "\n".join(m["content"] for m in messages)))
+    runs = {tuple(ours[i:i + ECHO_WORDS]) for i in range(len(ours) - ECHO_WORDS + 1)}
+    said = words(reply)
+    return next((" ".join(run) for i in range(len(said) - ECHO_WORDS + 1)
+                 if (run := tuple(said[i:i + ECHO_WORDS])) in runs), None)
 
 
 def _json_object(text: str) -> tuple[dict | None, bool]:
@@ -153,6 +169,20 @@ def parse_reply(content: str, allowed_sources: set[str]) -> tuple[str, float | N
     return reply, confidence, sources, reasons
 
 
+def _answer(completion) -> tuple[str, str | None, str | None] | None:
+    """(content, refusal, finish_reason) of the first choice; None when ``completion`` has no such shape."""
+    choices = getattr(completion, "choices", None)
+    if not isinstance(choices, list):
+        return None
+    if not choices:
+        return "", None, None
+    message = getattr(choices[0], "message", None)
+    content, refusal = getattr(message, "content", None), getattr(message, "refusal", None)
+    if content is not None and not isinstance(content, str):
+        return None
+    return content or "", refusal if isinstance(refusal, str) else None, getattr(choices[0], "finish_reason", None)
+
+
 def _retry_after(headers) -> float | None:
     """Seconds from ``retry-after-ms`` / ``Retry-After`` (seconds or an HTTP date)."""
     for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
@@ -190,31 +220,36 @@ class OpenAIDrafter:
         self.offline = OfflineDrafter(settings)
 
     def draft(self, request: DraftRequest) -> DraftResult:
-        completion, failure = self._complete(build_messages(request, self.settings.store))
+        messages = build_messages(request, self.settings.store)
+        completion, failure = self._complete(messages)
         if completion is None:
             return self._fallback(request, failure)
-        choice = completion.choices[0] if completion.choices else None
-        content = (choice.message.content or "") if choice and choice.message else ""
+        answer = _answer(completion)
+        if answer is None:  # a proxy's or a broken server's 200 that isn't a chat completion
+            return self._fallback(request, "its answer was not a chat completion")
+        content, refusal, finish_reason = answer
         allowed = {h.source for h in request.hits if h.kind != "example"}
         parsed = parse_reply(content, allowed)
         if parsed is None:
             return self._fallback(request, "it returned malformed JSON with no reply in it")
         reply, confidence, sources, reasons = parsed
-        refusal = getattr(choice.message, "refusal", None) if choice and choice.message else None
         if refusal and not reply:
             reasons.append(f"the model refused: {_clip(refusal, 200)}")
-        if choice is not None and choice.finish_reason == "length":
+        if reply and (echo := repeated_instructions(reply, messages)):
+            reasons.append(f"the reply repeats the drafting instructions ('{echo}…')")
+            confidence = _cap(confidence)
+        if finish_reason == "length":
             reasons.append(f"the reply was cut off at {MAX_TOKENS} tokens")
             confidence = _cap(confidence)
         if reply and not allowed:
             reasons.append("the knowledge folder is empty: add FAQ, policies or a catalog"
                            if request.knowledge_empty else "nothing in the knowledge matched the question")
             confidence = _cap(confidence)
-        usage = completion.usage
+        usage = getattr(completion, "usage", None)
         return LLMDraftResult(reply, confidence, sources, reasons, self.name,
                               prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
                               completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-                              model=completion.model or self.model)
+                              model=getattr(completion, "model", None) or self.model)
 
     def _complete(self, messages: list[dict[str, str]]):
         """(the completion, None) or (None, why it failed), retrying what is worth retrying."""
@@ -236,7 +271,9 @@ class OpenAIDrafter:
                 if wait is None and exc.status_code == 400 and self._json_mode and "response_format" in why:
                     self._json_mode, wait = False, 0.0  # a local server without JSON mode: ask again
             except openai.OpenAIError as exc:
-                return None, _clip(str(exc), 200)
+                return None, _clip(redact(str(exc)), 200)
+            except ValueError as exc:  # the body wasn't JSON (a proxy's error page, a cut-off answer): retry
+                why, wait = f"its answer was not JSON ({_clip(str(exc), 80)})", self._backoff(attempt)
             if wait is None:
                 return None, why
             if attempt == self.max_attempts:
@@ -256,7 +293,9 @@ class OpenAIDrafter:
         error = body.get("error", body) if isinstance(body, dict) else {}
         error = error if isinstance(error, dict) else {"message": str(error)}
         message = error.get("message") or exc.message
-        why = f"HTTP {status}: {_clip(str(message), 200)}"
+        # A server's error text can echo the key ("Incorrect API key provided: sk-…"): it is stored on
+        # the draft and shown to the owner, so it is redacted like a log line.
+        why = f"HTTP {status}: {_clip(redact(str(message)), 200)}"
         if status == 429 and error.get("code") == "insufficient_quota":
             return why, None
         if status not in (408, 409, 429) and status < 500:
