@@ -12,6 +12,7 @@
     python run.py stats [--days N] [--json]
     python run.py customer link --email ADDR --phone NUMBER | show (--email ADDR | --phone NUMBER) [--json]
     python run.py set-password [--password-stdin]
+    python run.py forget CUSTOMER [--yes]               erase a customer (email, phone or id) and all their data
 """
 from __future__ import annotations
 
@@ -118,13 +119,16 @@ def main(argv: list[str] | None = None) -> int:
         action.add_argument("--json", action="store_true")
     password = sub.add_parser("set-password", help="set the password of the web pages")
     password.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    forget = sub.add_parser("forget", help="erase a customer's messages, drafts and identities for good")
+    forget.add_argument("customer", help="their email address, phone number (+15550100000) or customer id")
+    forget.add_argument("--yes", action="store_true", help="don't ask before erasing")
     args = parser.parse_args(argv)
 
     from responder.settings import load_settings
     try:
         settings = load_settings(args.config)
         # Commands print their own results; the log is for the daemon (and for warnings).
-        setup_logging(settings.log.level if args.command in (None, "daemon") else "WARNING")
+        setup_logging(settings.log.level if args.command in (None, "daemon") else "WARNING", settings)
         from responder import commands
 
         handlers = {"check": lambda s, a: cmd_check(s), "ingest": commands.cmd_ingest,
@@ -132,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                     "queue": commands.cmd_queue, "digest": _lazy("responder.digest", "cmd_digest"),
                     "stats": _lazy("responder.report", "cmd_stats"),
                     "customer": _lazy("responder.customers", "cmd_customer"),
-                    "set-password": _lazy("responder.web.auth", "cmd_set_password")}
+                    "set-password": _lazy("responder.web.auth", "cmd_set_password"),
+                    "forget": _lazy("responder.privacy", "cmd_forget")}
         return handlers.get(args.command, lambda s, a: cmd_daemon(s))(settings, args)
     except ConfigError as exc:
         print(f"Deskhand cannot start: {exc}", file=sys.stderr)

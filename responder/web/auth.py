@@ -4,8 +4,11 @@ Sits in front of every owner page. The password is stored as a scrypt hash in th
 ``OwnerSetting`` row ``web_password`` (``scrypt$n$r$p$salt$hash``, base64); a session remembers
 a fingerprint of that hash, so setting a new password signs every browser out. Until a password
 is set (a fresh install on localhost) the status page and Try it are open and the other pages
-say how to set one; afterwards everything but /healthz, /login and the signed link pages needs
-a login. Five wrong passwords from one address within five minutes lock it out for five minutes.
+say how to set one; a server reachable from other machines (a public URL, or listening beyond
+loopback) opens nothing before a password is set, since Try it spends LLM money for whoever calls
+it. Afterwards everything but /healthz, /login, Twilio's signed webhooks and the signed link
+pages needs a login. Five wrong passwords from one address within five minutes lock it out for
+five minutes.
 """
 from __future__ import annotations
 
@@ -105,7 +108,15 @@ class NeedsLogin(Exception):
 
 
 class NeedsPassword(Exception):
-    """No password yet: only the status page and Try it are open."""
+    """No password yet: only the status page and Try it are open, and only on a loopback-only server."""
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def is_exposed(settings) -> bool:
+    """Other machines can reach the pages: a public URL is set, or the server listens beyond loopback."""
+    return bool(settings.web.public_url or settings.twilio.public_url) or settings.web.host not in LOOPBACK_HOSTS
 
 
 def access(request: Request) -> tuple[bool, bool]:
@@ -134,8 +145,11 @@ def require_owner(request: Request) -> WebState:
 
 
 def require_owner_or_fresh(request: Request) -> WebState:
-    """Open on a fresh install (no password yet); otherwise like ``require_owner``."""
+    """Open on a fresh install (no password yet) that only this machine reaches; otherwise like
+    ``require_owner``."""
     has_password, logged_in = access(request)
+    if not has_password and is_exposed(state(request).ctx.settings):
+        raise NeedsPassword()
     if has_password and not logged_in:
         raise NeedsLogin(_next_path(request))
     return state(request)
@@ -146,6 +160,10 @@ def login_redirect(request: Request, exc: NeedsLogin) -> RedirectResponse:
 
 
 def needs_password_page(request: Request, exc: NeedsPassword | None = None):
+    if is_exposed(state(request).ctx.settings):  # the usual page offers Try it, which is closed here
+        return clear_page(request, "Set a password first", "This server can be reached from other machines, so "
+                          "every page needs a password, Try it included. On the computer running Deskhand, run "
+                          "python run.py set-password, then log in here.", status=403)
     return page(request, "needs_password.html.j2", status=403)
 
 
