@@ -13,6 +13,7 @@
     python run.py customer link --email ADDR --phone NUMBER | show (--email ADDR | --phone NUMBER) [--json]
     python run.py set-password [--password-stdin]
     python run.py forget CUSTOMER [--yes]               erase a customer (email, phone or id) and all their data
+    python run.py problems [list [--json] | retry send|message ID | dismiss send|message ID]
 """
 from __future__ import annotations
 
@@ -119,6 +120,15 @@ def main(argv: list[str] | None = None) -> int:
         action.add_argument("--json", action="store_true")
     password = sub.add_parser("set-password", help="set the password of the web pages")
     password.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    problems = sub.add_parser("problems", help="failed sends and messages that could not be processed")
+    problems_sub = problems.add_subparsers(dest="action")
+    problems_list = problems_sub.add_parser("list", help="what still waits for you (the default)")
+    problems_list.add_argument("--json", action="store_true", help="one JSON object per line")
+    for action, text in (("retry", "try it again (a send marked unknown: only if you know it did not go out)"),
+                         ("dismiss", "you have dealt with it: stop showing it")):
+        one = problems_sub.add_parser(action, help=text)
+        one.add_argument("kind", choices=["send", "message"])
+        one.add_argument("id", type=int)
     forget = sub.add_parser("forget", help="erase a customer's messages, drafts and identities for good")
     forget.add_argument("customer", help="their email address, phone number (+15550100000) or customer id")
     forget.add_argument("--yes", action="store_true", help="don't ask before erasing")
@@ -137,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                     "stats": _lazy("responder.report", "cmd_stats"),
                     "customer": _lazy("responder.customers", "cmd_customer"),
                     "set-password": _lazy("responder.web.auth", "cmd_set_password"),
-                    "forget": _lazy("responder.privacy", "cmd_forget")}
+                    "forget": _lazy("responder.privacy", "cmd_forget"),
+                    "problems": _lazy("responder.problems", "cmd_problems")}
         return handlers.get(args.command, lambda s, a: cmd_daemon(s))(settings, args)
     except ConfigError as exc:
         print(f"Deskhand cannot start: {exc}", file=sys.stderr)

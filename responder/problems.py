@@ -103,9 +103,9 @@ def cmd_problems(settings, args) -> int:
     """``run.py problems [list|retry KIND ID|dismiss KIND ID]``."""
     import json
 
-    from responder.db import Database
+    from responder.commands import _database
 
-    db = Database(settings.database_url)
+    db = _database(settings)
     try:
         with db.transaction() as session:
             if args.action in (None, "list"):

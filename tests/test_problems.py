@@ -132,3 +132,29 @@ def test_alerts_of_the_last_day_are_in_the_digest(tmp_path, database_url):
     with ctx.db.transaction() as session:
         assert "ALERTS" not in digest.build(session, ctx.settings).text
     ctx.db.dispose()
+
+
+def test_the_command_line(tmp_path, database_url):
+    import json
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+    path = write_settings(tmp_path, database_url=database_url)
+    ctx = make_context(path)
+    with ctx.db.transaction() as session:
+        session.add(Message(channel="sms", direction="in", provider_id="SMx", sender="+15550100001",
+                            text="hello", status="quarantined", last_error="ValueError: broken"))
+
+    def run(*args):
+        return subprocess.run([sys.executable, str(ROOT / "run.py"), "--config", str(path), "problems", *args],
+                              capture_output=True, text=True, timeout=120)
+    listed = run("list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    [row] = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (row["kind"], row["status"], row["error"]) == ("message", "quarantined", "ValueError: broken")
+    missing = run("retry", "send", "999")
+    assert missing.returncode == 1 and "no send 999" in missing.stdout
+    assert run("dismiss", "message", str(row["id"])).returncode == 0
+    assert "no problems" in run().stdout
+    ctx.db.dispose()
