@@ -80,13 +80,25 @@ def use_once(session: Session, data: dict, purpose: str) -> None:
 
 # --- the URLs emails carry ------------------------------------------------------------------
 
-def draft_link(settings, draft_id: int, action: str) -> str:
-    """``action``: approve | edit | reject. Opens a confirmation page; nothing happens on GET."""
-    return f"{settings.base_url}/a/{sign(settings, 'draft', d=draft_id, a=action)}"
+def draft_link(settings, draft_id: int, action: str, token: str = "") -> str:
+    """``action``: approve | edit | reject. Opens a confirmation page; nothing happens on GET.
+
+    ``token`` (the draft's own) is signed in too, so a link can only ever reach the draft it
+    was made for, even where an erased draft's id is used again (SQLite reuses the top rowid)."""
+    return f"{settings.base_url}/a/{sign(settings, 'draft', d=draft_id, a=action, **_bound(token))}"
 
 
-def feedback_link(settings, draft_id: int, vote: str) -> str:
-    return f"{settings.base_url}/f/{sign(settings, 'feedback', d=draft_id, v=vote)}"
+def feedback_link(settings, draft_id: int, vote: str, token: str = "") -> str:
+    return f"{settings.base_url}/f/{sign(settings, 'feedback', d=draft_id, v=vote, **_bound(token))}"
+
+
+def _bound(token: str) -> dict:
+    return {"t": token[:12]} if token else {}
+
+
+def is_for(data: dict, draft) -> bool:
+    """The draft a verified link names is the one it was made for (links without "t" predate it)."""
+    return draft is not None and ("t" not in data or draft.token[:12] == data["t"])
 
 
 def lesson_link(settings, lesson_id: int, action: str = "accept") -> str:

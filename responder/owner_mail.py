@@ -107,9 +107,9 @@ def draft_view(session: Session, settings, draft: Draft, *, now: datetime | None
         reasons=[plain_reason(r) for r in draft.reasons or []] or ["Held for your review"],
         waiting=duration(waited) if (waited := (now - draft.created_at).total_seconds()) >= 60 else "",
         since=local_time(settings, draft.created_at),
-        approve=links.draft_link(settings, draft.id, "approve"),
-        edit=links.draft_link(settings, draft.id, "edit"),
-        reject=links.draft_link(settings, draft.id, "reject"),
+        approve=links.draft_link(settings, draft.id, "approve", draft.token),
+        edit=links.draft_link(settings, draft.id, "edit", draft.token),
+        reject=links.draft_link(settings, draft.id, "reject", draft.token),
         mailto=reply_mailto(settings, display, draft.token),
         newer=len(approvals.newer_messages(session, draft)), number=number)
 

@@ -279,7 +279,7 @@ def may_send_holding(work: Work, session: Session, settings) -> bool:
 def enqueue_reply(work: Work, draft: Draft, text: str, session: Session, settings, kind: str = "reply") -> None:
     if work.channel == "email":
         # Automatic answers end with thumbs up / down links, when customers can reach the server.
-        feedback = {vote: links.feedback_link(settings, draft.id, vote) for vote in ("up", "down")} \
+        feedback = {vote: links.feedback_link(settings, draft.id, vote, draft.token) for vote in ("up", "down")} \
             if kind == "reply" and settings.web.public_url else None
         outbox.enqueue(session=session, draft_id=draft.id, thread_id=work.thread.id, channel="email", kind=kind,
                        recipient=work.sender, subject=reply_subject(work.subject),

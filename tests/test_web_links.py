@@ -234,3 +234,17 @@ def test_lesson_dismiss_link(web):
     accept = link_path(links.lesson_link(web.ctx.settings, lesson.id, "accept"))
     assert web.client.get(accept).status_code == 409
     assert web.client.post(accept).status_code == 409 and faq.read_text(encoding="utf-8") == before
+
+
+def test_a_link_reaches_only_the_draft_it_was_made_for(web):
+    """A forgotten customer's draft id can come back on SQLite (the top rowid is reused): the
+    draft's own token is signed into the link, so an old link never acts on the new draft."""
+    first, second = hold(web.ctx, HUMAN), hold(web.ctx, HUMAN, sender="B <b@customer.test>")
+    stale = link_path(links.draft_link(web.ctx.settings, second.id, "approve", token=first.token))
+    assert web.client.get(stale).status_code == 404
+    assert "no longer exists" in web.client.post(stale).text
+    nothing_done(web.ctx, second)
+    vote = link_path(links.feedback_link(web.ctx.settings, second.id, "up", token=first.token))
+    assert web.client.post(vote, data={"vote": "up"}).status_code == 400 and rows(web.ctx, Feedback) == []
+    good = link_path(links.draft_link(web.ctx.settings, second.id, "approve", token=second.token))
+    assert web.client.post(good).status_code == 200 and len(replies(web.ctx, second.id)) == 1

@@ -63,7 +63,7 @@ def _draft_page(request: Request, st: WebState, data: dict, *, status: int = 200
         if links.is_used(session, data):
             return _used_page(request)
         draft = session.get(Draft, data["d"])
-        if draft is None or draft.route not in approvals.HELD:
+        if not links.is_for(data, draft) or draft.route not in approvals.HELD:
             return clear_page(request, "No such draft", "The draft this link points to no longer exists. "
                               "Nothing was done.", status=404)
         if draft.status != DraftStatus.PENDING:
@@ -100,6 +100,8 @@ def act_on_draft(request: Request, token: str, form: FormData = Depends(posted_f
         with st.ctx.db.transaction() as session:
             if links.is_used(session, data):
                 raise links.LinkError("used")
+            if not links.is_for(data, session.get(Draft, data["d"])):
+                raise approvals.ApprovalError("The draft this link points to no longer exists. Nothing was done.")
             if action == "reject":
                 approvals.reject(session, data["d"], actor=ACTOR, reason=form_text(form, "reason", 2000))
             else:
@@ -143,6 +145,8 @@ def record_feedback(request: Request, token: str, form: FormData = Depends(poste
     vote = form.get("vote") if form.get("vote") in ("up", "down") else data["v"]
     try:
         with st.ctx.db.transaction() as session:
+            if not links.is_for(data, session.get(Draft, data["d"])):
+                raise feedback.FeedbackError("This reply no longer exists.")
             feedback.record_vote(session, data["d"], vote, form_text(form, "comment", 500))
     except feedback.FeedbackError as exc:
         return clear_page(request, "Feedback not recorded", str(exc), status=400, public=True)
