@@ -1,14 +1,15 @@
 """The channel interface (after Chatwoot's ``SendOnChannelService``).
 
 A channel delivers one outbound message and returns a receipt with the provider's id, or raises
-``TransientError`` (try again later) or ``PermanentError`` (never). Shared checks — already sent,
+``TransientError`` (try again later), ``PermanentError`` (never) or ``UnknownOutcome`` (handed
+over, answer lost: maybe delivered, so never retried). Shared checks — already sent,
 caps, at-most-once bookkeeping — live once, in ``responder.outbox``; a channel only delivers.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from responder.errors import PermanentError, TransientError
+from responder.errors import PermanentError, TransientError, UnknownOutcome
 
 
 @dataclass(frozen=True)
@@ -34,4 +35,4 @@ class Receipt:
     detail: str = ""
 
 
-__all__ = ["Outbound", "Receipt", "TransientError", "PermanentError"]
+__all__ = ["Outbound", "Receipt", "TransientError", "PermanentError", "UnknownOutcome"]

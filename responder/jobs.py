@@ -8,44 +8,109 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlmodel import col, or_, select
 
 from channels.base import Outbound
-from channels.email.imap import ANSWERED, STORED_KEYWORD, ImapMailbox
+from channels.email.imap import ANSWERED, IMAP_ERRORS, STORED_KEYWORD, ImapMailbox
 from channels.email.smtp import SmtpSender
 from responder import outbox
 from responder.clock import as_utc, utcnow
 from responder.context import Context
 from responder.db import claim
-from responder.errors import PermanentError, TransientError
+from responder.errors import DeliveryError, PermanentError, TransientError, UnknownOutcome
 from responder.intake import store_inbound_email
 from responder.models import Draft, MailboxCursor, Message, MessageStatus, Outbox, OutboxStatus
 from responder.pipeline import process_message
 
 log = logging.getLogger("deskhand.jobs")
 PROCESS_BACKOFF = [timedelta(seconds=s) for s in (10, 60, 300)]
+SERVER_BACKOFF_FIRST, SERVER_BACKOFF_CAP = timedelta(seconds=10), timedelta(minutes=5)
+
+
+# --- an unreachable server --------------------------------------------------------------------
+
+class ServerBackoff:
+    """Consecutive failures to reach one server (IMAP or SMTP), and when to try it again.
+
+    The first failure costs nothing: the next scheduled run (or IDLE's kick) tries again, since a
+    restart is over in a second. From the second on, runs are skipped for 10 s, 20 s, 40 s… up to
+    5 minutes, so a wrong password or a server down for the night is not hit every
+    ``poll_interval_s``. Times come from the clock, so tests jump ahead instead of sleeping.
+    """
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.next_try: datetime | None = None
+
+    def is_due(self) -> bool:
+        now = utcnow()
+        # A clock set back (tests reset it) must not park the server for longer than the cap.
+        return self.next_try is None or now >= self.next_try or self.next_try - now > SERVER_BACKOFF_CAP
+
+    def failed(self) -> timedelta:
+        self.failures += 1
+        delay = (timedelta(0) if self.failures == 1
+                 else min(SERVER_BACKOFF_FIRST * 2 ** (self.failures - 2), SERVER_BACKOFF_CAP))
+        self.next_try = utcnow() + delay
+        return delay
+
+    def succeeded(self) -> None:
+        self.failures, self.next_try = 0, None
+
+    def describe(self, delay: timedelta) -> str:
+        if not delay:
+            return "trying again at the next run"
+        return f"next try in {delay.total_seconds():.0f} s ({self.failures} failures in a row)"
+
+
+_backoffs: dict[str, ServerBackoff] = {}
+
+
+def server_backoff(key: str) -> ServerBackoff:
+    """The record for one server (``imap:user@host:port/box``, ``smtp:host:port``), shared by all
+    contexts in the process: it describes the server, not the caller."""
+    return _backoffs.setdefault(key, ServerBackoff())
 
 
 # --- poll -------------------------------------------------------------------------------------
 
 def poll_mailbox(ctx: Context) -> int:
-    """Fetch mail newer than the cursor, store it, then flag the originals. Returns rows stored."""
-    cfg = ctx.settings.email
-    stored = 0
-    with ImapMailbox(cfg) as box:
-        cursor = _cursor(ctx, box)
-        uids = box.uids_after(cursor.last_uid)
-        for start in range(0, len(uids), cfg.fetch_batch):
-            if ctx.stopping.is_set():
-                break
-            batch = uids[start:start + cfg.fetch_batch]
-            new_uids = _store_batch(ctx, box, batch)
-            stored += len(new_uids)
-            _flag(ctx, box, new_uids, [STORED_KEYWORD], "imap_flagged")
-        _sync_flags(ctx, box)
-    return stored
+    """Fetch mail newer than the cursor, store it, then flag the originals. Returns rows stored.
+
+    A mailbox that can't be read (login refused, connection dropped mid-FETCH, server down) is
+    one log line and a backoff, never a crash. Nothing is lost: the cursor moves only past mail
+    whose rows are committed, so the next good poll fetches the rest.
+    """
+    box = ImapMailbox(ctx.settings.email)
+    backoff = server_backoff(f"imap:{box.key}")
+    if not backoff.is_due():
+        return 0
+    stored: list[int] = []
+    try:
+        with box:
+            _poll(ctx, box, stored)
+    except IMAP_ERRORS as exc:
+        delay = backoff.failed()
+        log.warning("cannot read the mailbox %s: %s; %s", box.key, str(exc) or type(exc).__name__,
+                    backoff.describe(delay))
+        return len(stored)
+    backoff.succeeded()
+    return len(stored)
+
+
+def _poll(ctx: Context, box: ImapMailbox, stored: list[int]) -> None:
+    batch_size = ctx.settings.email.fetch_batch
+    cursor = _cursor(ctx, box)
+    uids = box.uids_after(cursor.last_uid)
+    for start in range(0, len(uids), batch_size):
+        if ctx.stopping.is_set():
+            break
+        new_uids = _store_batch(ctx, box, uids[start:start + batch_size])
+        stored += new_uids
+        _flag(ctx, box, new_uids, [STORED_KEYWORD], "imap_flagged")
+    _sync_flags(ctx, box)
 
 
 def _cursor(ctx: Context, box: ImapMailbox) -> MailboxCursor:
@@ -174,6 +239,9 @@ def claim_outbound(ctx: Context, channel: str) -> Outbound | None:
 
 def has_outbound(ctx: Context, channel: str) -> bool:
     with ctx.db.transaction() as session:
+        # Leases run out even when nothing else is due: a row a dead process left ``sending``
+        # becomes ``unknown`` (and shows in the digest) instead of waiting forever.
+        outbox.expire_leases(session=session)
         return outbox.has_due(session=session, channel=channel)
 
 
@@ -183,23 +251,31 @@ def record_result(ctx: Context, item: Outbound, *, provider_id: str | None = Non
         if error is None:
             outbox.mark_sent(session=session, outbox_id=item.outbox_id, provider_id=provider_id or "")
             return
-        status = outbox.mark_failed(session=session, outbox_id=item.outbox_id, error=str(error),
-                                    permanent=isinstance(error, PermanentError))
+        if isinstance(error, UnknownOutcome):  # maybe delivered: at most once, so never retried
+            status = outbox.mark_unknown(session=session, outbox_id=item.outbox_id, error=str(error))
+        else:
+            status = outbox.mark_failed(session=session, outbox_id=item.outbox_id, error=str(error),
+                                        permanent=isinstance(error, PermanentError))
     log.warning("reply %s to %s: %s (%s)", item.outbox_id, item.recipient, status, error)
 
 
 async def send_email_outbox(ctx: Context, limit: int = 200) -> int:
     """Send due email replies over one SMTP connection. Returns how many were tried.
 
-    Rows are claimed one at a time just before they are handed to SMTP; if connecting fails,
-    nothing was claimed and the queue is simply tried again on the next run.
+    Rows are claimed one at a time just before they are handed to SMTP; if connecting fails
+    (refused, 421 greeting, TLS), nothing was claimed: the queue waits, the server is backed off
+    (``ServerBackoff``) and tried again on a later run.
     """
     settings = ctx.settings
     if not settings.email.smtp_enabled or not await asyncio.to_thread(has_outbound, ctx, "email"):
         return 0
+    backoff = server_backoff(f"smtp:{settings.email.smtp_host}:{settings.email.smtp_port}")
+    if not backoff.is_due():
+        return 0
     tried = 0
     try:
         async with SmtpSender(settings.email, from_name=settings.store.name) as sender:
+            backoff.succeeded()
             while tried < limit and not ctx.stopping.is_set():
                 item = await asyncio.to_thread(claim_outbound, ctx, "email")
                 if item is None:
@@ -207,12 +283,12 @@ async def send_email_outbox(ctx: Context, limit: int = 200) -> int:
                 tried += 1
                 try:
                     receipt = await sender.send(item)
-                except (TransientError, PermanentError) as exc:
+                except DeliveryError as exc:
                     await asyncio.to_thread(record_result, ctx, item, error=exc)
                     if not sender.is_connected:
                         break  # the rest wait for a fresh connection on the next run
                     continue
                 await asyncio.to_thread(record_result, ctx, item, provider_id=receipt.provider_id)
-    except TransientError as exc:
-        log.warning("cannot send replies now: %s", exc)
+    except TransientError as exc:  # only connecting raises here; each row's errors are recorded above
+        log.warning("cannot send replies now: %s; %s", exc, backoff.describe(backoff.failed()))
     return tried

@@ -3,8 +3,9 @@
 Runs after routing (``enqueue``) and in the send job (``claim_next`` / ``mark_*``). A row moves
 queued -> sending -> sent. Before a row is handed to a channel it is committed as ``sending``
 with a lease; if the process dies before the result is recorded, the lease runs out and the row
-becomes ``unknown`` (shown to the owner), never silently re-sent. Transient errors go to
-``retry`` with exponential backoff; permanent ones, or running out of attempts, to ``failed``.
+becomes ``unknown`` (shown to the owner), never silently re-sent; so does a send whose answer
+was lost after the message was handed over (``mark_unknown``). Transient errors go to ``retry``
+with exponential backoff; permanent ones, or running out of attempts, to ``failed``.
 """
 from __future__ import annotations
 
@@ -91,6 +92,13 @@ def mark_failed(*, session: Session, outbox_id: int, error: str, permanent: bool
     else:
         row.status = OutboxStatus.RETRY
         row.next_attempt_at = utcnow() + BACKOFF[min(row.attempts - 1, len(BACKOFF) - 1)]
+    return row.status
+
+
+def mark_unknown(*, session: Session, outbox_id: int, error: str) -> str:
+    """The channel had the message when the line dropped: maybe delivered. Never retried."""
+    row = session.get(Outbox, outbox_id)
+    row.status, row.next_attempt_at, row.last_error = OutboxStatus.UNKNOWN, None, error[:2000]
     return row.status
 
 

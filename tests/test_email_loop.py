@@ -278,7 +278,9 @@ def test_tls_on_both_ends(tmp_path, monkeypatch, dovecot_tls, smtp_mode):
     from servers import SmtpCapture
 
     monkeypatch.setenv(PASSWORD_ENV, dovecot_tls.password)
-    with SmtpCapture(starttls=smtp_mode == "starttls", implicit_tls=smtp_mode == "ssl") as smtp:
+    # The SMTP login is the mailbox's (smtp_username empty): it must really be used after TLS.
+    with SmtpCapture(starttls=smtp_mode == "starttls", implicit_tls=smtp_mode == "ssl",
+                     credentials=(dovecot_tls.username, dovecot_tls.password)) as smtp:
         path = write_settings(tmp_path, database_url=f"sqlite:///{tmp_path / 'd.sqlite3'}",
                               dovecot=dovecot_tls, smtp=smtp)
         ctx = make_context(path)
@@ -287,6 +289,7 @@ def test_tls_on_both_ends(tmp_path, monkeypatch, dovecot_tls, smtp_mode):
         run_until_idle(ctx)
         [captured] = smtp.messages
         assert captured.tls and captured.rcpt_tos == ("jamie@customer.test",)
+        assert captured.auth_login == dovecot_tls.username
         ctx.db.dispose()
 
 

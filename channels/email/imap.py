@@ -8,6 +8,7 @@ rows are committed. Mail is never deleted or moved.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -17,7 +18,9 @@ from datetime import date, datetime
 from typing import Callable, Iterator
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientError, LoginError
+
+from responder.errors import ConfigError
 
 log = logging.getLogger("deskhand.imap")
 
@@ -27,6 +30,13 @@ ANSWERED = b"\\Answered"
 # Fetch at most this many bytes of one message; larger ones are stored truncated with a note.
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024
 IMAP_ERRORS = (IMAPClientError, OSError, socket.timeout, ssl.SSLError, EOFError)
+# An IDLE connection that lived this long was healthy: its loss starts the backoff afresh. A
+# server that accepts and drops at once keeps doubling it instead of being hit every second.
+HEALTHY_AFTER_S = 60
+
+
+class LoginRefused(LoginError):
+    """The server refused the user name or password; the message names the settings to fix."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,13 @@ class ImapMailbox:
         try:
             client.login(self.cfg.username, self.cfg.password())
             info = client.select_folder(self.cfg.mailbox, readonly=False)
+        except LoginError as exc:
+            _quietly(client.logout)
+            raise LoginRefused(
+                f"the IMAP server {self.cfg.imap_host}:{self.cfg.imap_port} refused the login for "
+                f"{self.cfg.username} ({exc}): check [email] username and the password in "
+                f"${self.cfg.password_env} ([email] password_env; Gmail, iCloud, Fastmail and Yahoo "
+                "need an app password)") from None
         except BaseException:
             _quietly(client.logout)
             raise
@@ -132,8 +149,9 @@ class IdleWatcher(threading.Thread):
     """Holds an IMAP IDLE connection (RFC 2177) and calls ``on_new_mail`` when mail arrives.
 
     Re-issues IDLE every 9 minutes (servers drop idle clients after 30) and reconnects with
-    backoff after errors. The poll job still runs on its interval, so a broken IDLE only slows
-    replies down; it never loses mail.
+    backoff (1 s doubling to 5 minutes) after errors. After a reconnect it calls ``on_new_mail``
+    once, because mail that arrived while the line was down raises no IDLE event. The poll job
+    still runs on its interval, so a broken IDLE only slows replies down; it never loses mail.
     """
 
     def __init__(self, email_settings, on_new_mail: Callable[[], None]):
@@ -146,39 +164,70 @@ class IdleWatcher(threading.Thread):
         self.stopping.set()
 
     def run(self) -> None:
-        backoff = 1.0
+        backoff, lost = 1.0, False
         while not self.stopping.is_set():
+            connected_at = None
             try:
                 with ImapMailbox(self.cfg, timeout=30) as box:
                     if not box.client.has_capability("IDLE"):
                         log.info("the IMAP server has no IDLE; new mail is found by polling")
                         return
-                    backoff = 1.0
+                    connected_at = time.monotonic()
+                    if lost:
+                        log.info("IMAP IDLE connected again")
+                        self.on_new_mail()  # whatever came while we were away
                     self._idle(box.client)
+            except (LoginRefused, ConfigError) as exc:
+                log.warning("IMAP IDLE: %s; trying again in %.0f s", exc, backoff)
             except IMAP_ERRORS as exc:
-                log.warning("IMAP IDLE connection lost (%s); reconnecting in %.0f s", exc, backoff)
-                self.stopping.wait(backoff)
-                backoff = min(backoff * 2, 300)
+                log.warning("IMAP IDLE connection lost (%s); reconnecting in %.0f s",
+                            str(exc) or type(exc).__name__, backoff)
             except Exception:  # a bug here must not kill the thread: polling still works
-                log.exception("IMAP IDLE failed; reconnecting")
-                self.stopping.wait(backoff)
-                backoff = min(backoff * 2, 300)
+                log.exception("IMAP IDLE failed; reconnecting in %.0f s", backoff)
+            if self.stopping.is_set():
+                return
+            lost = True
+            if connected_at is not None and time.monotonic() - connected_at >= HEALTHY_AFTER_S:
+                backoff = 1.0
+            self.stopping.wait(backoff)
+            backoff = min(backoff * 2, 300)
 
     def _idle(self, client: IMAPClient) -> None:
         while not self.stopping.is_set():
             client.idle()
-            started = time.monotonic()
-            news = False
             try:
-                while not self.stopping.is_set() and time.monotonic() - started < 540:
-                    responses = client.idle_check(timeout=1)
-                    if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
-                        news = True
-                        break
-            finally:
-                client.idle_done()
+                news = self._wait(client)
+            except BaseException:
+                _quietly(client.idle_done)  # the line is gone: the error raised is what matters
+                raise
+            client.idle_done()
             if news:
                 self.on_new_mail()
+
+    def _wait(self, client: IMAPClient) -> bool:
+        """Wait in IDLE up to 9 minutes; True when the server reports new mail."""
+        started = time.monotonic()
+        while not self.stopping.is_set() and time.monotonic() - started < 540:
+            responses = client.idle_check(timeout=1)
+            if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
+                return True
+            # imapclient's idle_check swallows EOF and resets and returns [] at once, forever:
+            # without this check a dropped line would spin here blind for the full 9 minutes.
+            if not responses and is_dropped(client.socket()):
+                raise ConnectionResetError("the IMAP server closed the IDLE connection")
+        return False
+
+
+def is_dropped(sock: socket.socket) -> bool:
+    """True when the peer closed or reset the TCP connection (nothing is read from it)."""
+    try:
+        # Peek on a duplicate of the descriptor: works under TLS too and leaves the stream alone.
+        with socket.socket(fileno=os.dup(sock.fileno())) as raw:
+            return raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False  # nothing waiting: alive
+    except OSError:
+        return True
 
 
 def _quietly(fn) -> None:

@@ -3,7 +3,11 @@
 STARTTLS or implicit TLS as configured (``[email] smtp_tls``). Errors are sorted the way
 Mailman's ``deliver.py`` sorts them: a 4xx reply or a network/TLS failure is transient (the
 outbox retries with backoff), a 5xx reply is permanent (the outbox marks the row failed and the
-owner sees it). Nothing here touches the database.
+owner sees it). One case is neither: once the DATA phase has begun, a dropped connection or a
+timeout means the server may already have the message (RFC 5321 §4.1.1.4: it takes
+responsibility when it answers the final ".", and that answer is what got lost), so the send
+raises ``UnknownOutcome`` and the outbox marks the row ``unknown`` instead of sending it twice.
+Nothing here touches the database.
 """
 from __future__ import annotations
 
@@ -14,7 +18,9 @@ import aiosmtplib
 
 from channels.base import Outbound, Receipt
 from channels.email.compose import compose
-from responder.errors import PermanentError, TransientError
+from responder.errors import PermanentError, TransientError, UnknownOutcome
+
+NETWORK_ERRORS = (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError)
 
 
 def _classify(exc: Exception) -> Exception:
@@ -25,6 +31,37 @@ def _classify(exc: Exception) -> Exception:
     if isinstance(code, int) and 500 <= code < 600:
         return PermanentError(text, code=code)
     return TransientError(text, code=code)
+
+
+def _tls_hint(exc: BaseException, cfg) -> str | None:
+    """What to check when connecting failed in TLS (None when TLS was not the problem)."""
+    chain, seen = [], exc
+    while seen is not None and len(chain) < 5:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    text = " ".join(str(e) for e in chain)
+    if not (any(isinstance(e, ssl.SSLError) for e in chain) or "SSL" in text or "TLS" in text
+            or "upgrading transport" in text):
+        return None
+    if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
+        return (f'the server does not speak TLS from the first byte on port {cfg.smtp_port}: '
+                'check [email] smtp_tls ("ssl" is for port 465, "starttls" for 587) and smtp_port')
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return ("the server's certificate is not trusted (expired, self-signed or for another host "
+                "name): fix the certificate on the server; [email] tls_verify = false is for test servers only")
+    if "STARTTLS" in text and "not supported" in text:
+        return 'the server does not offer STARTTLS: check [email] smtp_tls and smtp_port'
+    return "the TLS handshake failed or was cut off: check [email] smtp_tls and smtp_port"
+
+
+class _Client(aiosmtplib.SMTP):
+    """aiosmtplib's client, noting when DATA begins: past that point the server may have the mail."""
+
+    data_started = False
+
+    async def data(self, message, /, **kwargs):
+        self.data_started = True
+        return await super().data(message, **kwargs)
 
 
 class SmtpSender:
@@ -38,22 +75,34 @@ class SmtpSender:
         if not email_settings.tls_verify:
             context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
         self.credentials = email_settings.smtp_credentials()
-        self.client = aiosmtplib.SMTP(
+        self.client = _Client(
             hostname=email_settings.smtp_host, port=email_settings.smtp_port, timeout=timeout,
             use_tls=email_settings.smtp_tls == "ssl",
             start_tls=True if email_settings.smtp_tls == "starttls" else False,
             tls_context=context, validate_certs=email_settings.tls_verify)
 
+    @property
+    def where(self) -> str:
+        return f"{self.cfg.smtp_host}:{self.cfg.smtp_port}"
+
     async def __aenter__(self) -> "SmtpSender":
         try:
             await self.client.connect()
             # Log in where the server offers AUTH; a local relay (Postfix on localhost) may not.
-            if self.credentials and self.client.supports_extension("auth"):
-                await self.client.login(*self.credentials)
-        except (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError) as exc:
-            # Connecting or logging in failed: a server or settings problem, not this mail's.
+            # aiosmtplib's connect() leaves the extensions unknown (none sent yet, or cleared by
+            # STARTTLS, RFC 3207 §4.2): ask with EHLO first, or AUTH would never be seen.
+            if self.credentials:
+                await self.client.ehlo()
+                if self.client.supports_extension("auth"):
+                    await self.client.login(*self.credentials)
+        except NETWORK_ERRORS as exc:
+            # Connecting, TLS or logging in failed: a server or settings problem, not this mail's.
             # Transient, so nothing is marked failed while the owner fixes it.
-            raise TransientError(f"cannot connect to SMTP {self.cfg.smtp_host}: {exc}") from exc
+            self.client.close()
+            hint = _tls_hint(exc, self.cfg)
+            if hint:
+                raise TransientError(f"TLS with the SMTP server {self.where} failed ({exc}); {hint}") from exc
+            raise TransientError(f"cannot connect to SMTP {self.where}: {exc}") from exc
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -70,10 +119,17 @@ class SmtpSender:
 
     async def send(self, outbound: Outbound) -> Receipt:
         message = self.build(outbound)
+        self.client.data_started = False
         try:
             await self.client.send_message(message, sender=self.from_address,
                                            recipients=[outbound.recipient])
-        except (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError) as exc:
+        except NETWORK_ERRORS as exc:
+            # A reply code is the server's decision either way; silence after DATA began is not.
+            if self.client.data_started and not isinstance(exc, aiosmtplib.SMTPResponseException):
+                raise UnknownOutcome(
+                    f"the SMTP server {self.where} lost the connection after the message was handed "
+                    f"over, before confirming it ({type(exc).__name__}: {exc}); it may have been "
+                    "delivered, so it is not sent again: check with the customer before resending") from exc
             raise _classify(exc) from exc
         return Receipt(provider_id=outbound.message_id)
 
