@@ -27,6 +27,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download a model at run ti
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from responder.errors import ConfigError  # noqa: E402
+from responder.db import DatabaseUnavailable  # noqa: E402
 from responder.logs import setup_logging  # noqa: E402
 
 log = logging.getLogger("deskhand")
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                     "forget": _lazy("responder.privacy", "cmd_forget"),
                     "problems": _lazy("responder.problems", "cmd_problems")}
         return handlers.get(args.command, lambda s, a: cmd_daemon(s))(settings, args)
-    except ConfigError as exc:
+    except (ConfigError, DatabaseUnavailable) as exc:
         print(f"Deskhand cannot start: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from responder import approvals, charts, feedback, lessons, links, metrics, outbox, problems, report
 from responder import limits as cost_limits

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime, timedelta
 
 from sqlmodel import col, or_, select
@@ -18,7 +19,7 @@ from channels.email.smtp import SmtpSender
 from responder import outbox
 from responder.clock import as_utc, utcnow
 from responder.context import Context
-from responder.db import claim
+from responder.db import DatabaseUnavailable, claim
 from responder.errors import DeliveryError, PermanentError, TransientError, UnknownOutcome
 from responder.intake import store_inbound_email
 from responder.models import Draft, MailboxCursor, Message, MessageStatus, Outbox, OutboxStatus
@@ -205,6 +206,8 @@ def process_pending(ctx: Context, limit: int = 100) -> int:
                 with session.begin_nested():
                     process_message(session=session, message=message, settings=ctx.settings,
                                   drafter=ctx.drafter, retriever=ctx.retriever)
+            except DatabaseUnavailable:
+                raise  # not the message's fault: it stays received, no attempt counted
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 log.exception("processing message %s failed", message.id)
@@ -247,6 +250,20 @@ def has_outbound(ctx: Context, channel: str) -> bool:
 
 def record_result(ctx: Context, item: Outbound, *, provider_id: str | None = None,
                   error: Exception | None = None) -> None:
+    """Record what the channel did with ``item``. The reply is out of our hands already, so if the
+    database is away (restarting), wait for it while the send lease holds rather than leave a sent
+    reply ``sending``, to turn ``unknown`` when the lease runs out."""
+    deadline = time.monotonic() + outbox.SEND_LEASE.total_seconds() / 2
+    while True:
+        try:
+            return _record_result(ctx, item, provider_id=provider_id, error=error)
+        except DatabaseUnavailable:
+            if time.monotonic() > deadline or ctx.stopping.is_set():
+                raise
+            time.sleep(1)
+
+
+def _record_result(ctx: Context, item: Outbound, *, provider_id: str | None, error: Exception | None) -> None:
     with ctx.db.transaction() as session:
         if error is None:
             outbox.mark_sent(session=session, outbox_id=item.outbox_id, provider_id=provider_id or "")

@@ -25,11 +25,9 @@ Definitions, in the words the owner reads:
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 import statistics
-import sys
 from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field

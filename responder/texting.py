@@ -32,7 +32,7 @@ from responder import approvals, optout, outbox
 from responder.clock import as_utc, utcnow
 from responder.errors import ConfigError, PermanentError, TransientError
 from responder.jobs import has_outbound, record_result
-from responder.models import Draft, DraftStatus, Message, Outbox, OutboxStatus, Route
+from responder.models import Draft, DraftStatus, Message, Outbox, Route
 from responder.normalize import normalize_phone
 from responder.owner_mail import SMS_KIND
 from responder.tone import sms_segments, split_sentences
@@ -282,11 +282,8 @@ def return_to_owner(session: Session, settings, draft_id: int, reason: str) -> D
 def deliver(ctx, sender: TwilioSender, item: Outbound, channel: str) -> None:
     try:
         receipt = sender.send(item, channel=channel)
-    except UncertainDelivery as exc:
-        with ctx.db.transaction() as session:
-            row = session.get(Outbox, item.outbox_id)
-            row.status, row.next_attempt_at, row.last_error = OutboxStatus.UNKNOWN, None, str(exc)[:2000]
-        log.warning("text %s: %s", item.outbox_id, exc)
+    except UncertainDelivery as exc:  # an UnknownOutcome: marked unknown, never retried
+        record_result(ctx, item, error=exc)
     except PermanentError as exc:
         if exc.code == 63016 and not item.extra.get("template"):
             retry = after_window_closed(ctx, item, str(exc))

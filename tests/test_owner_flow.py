@@ -23,7 +23,7 @@ from browser import browser_page  # noqa: F401  (fixture)
 from helpers import PASSWORD_ENV, ROOT, customer_mail, write_settings
 from responder import links
 from responder.db import Database
-from responder.models import Digest, Draft, DraftEvent, Message, Outbox
+from responder.models import Digest, Draft, DraftEvent, Message
 from responder.settings import load_settings
 from servers import free_port
 from test_daemon import start_daemon, wait_until

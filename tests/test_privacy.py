@@ -269,8 +269,8 @@ def test_forget_erases_one_customer_everywhere_and_nobody_else(shop):
 
 def test_forget_by_customer_id_in_process_counts_what_it_erases(shop):
     ctx = shop.ctx
-    held = email_in(ctx, "Can I speak to a person please?", sender=f"Ann <ann@customer.test>")
-    email_in(ctx, "Hi! How much is shipping to Texas?", sender=f"Ann <ann@customer.test>")
+    held = email_in(ctx, "Can I speak to a person please?", sender="Ann <ann@customer.test>")
+    email_in(ctx, "Hi! How much is shipping to Texas?", sender="Ann <ann@customer.test>")
     ann = customer_id(ctx, "email", "ann@customer.test")
     with ctx.db.transaction() as session:
         planned = privacy.forget_customer(session, privacy.find(session, f"#{ann}"), dry_run=True)

@@ -27,7 +27,7 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from channels.base import Outbound, Receipt
 from channels.twilio.client import make_client
-from responder.errors import DeliveryError, PermanentError, TransientError
+from responder.errors import DeliveryError, PermanentError, TransientError, UnknownOutcome
 from responder.normalize import normalize_phone
 
 log = logging.getLogger("deskhand.twilio")
@@ -40,7 +40,7 @@ WORDS = {21211: "the number is not a valid phone number", 21408: "texting that c
 LOOKUP_MARGIN = timedelta(minutes=2)  # clock skew between us and Twilio when matching a lost answer
 
 
-class UncertainDelivery(DeliveryError):
+class UncertainDelivery(UnknownOutcome):
     """The request reached Twilio but its answer didn't, and a lookup couldn't tell: maybe sent."""
 
 

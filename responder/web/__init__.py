@@ -19,6 +19,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 
 from responder.context import Context
+from responder.db import DatabaseUnavailable
 from responder.models import Draft, Message, Outbox
 from responder.web import (auth, customer_pages, dashboard, lesson_pages, link_pages, owner_pages, thread_pages,
                            tryit, twilio_hooks)
@@ -30,7 +31,7 @@ __all__ = ["create_app", "cmd_set_password", "counts"]
 
 
 def counts(ctx: Context) -> dict:
-    with ctx.db.transaction() as session:
+    with ctx.db.read() as session:
         def grouped(column):
             return dict(session.exec(select(column, func.count()).group_by(column)).all())
         return {"messages": grouped(Message.status), "routes": grouped(Draft.route),
@@ -47,6 +48,12 @@ def _status_page(request: Request, st: WebState, *, has_password: bool):
 def _csrf_rejected(request: Request, exc: CsrfRejected):
     return clear_page(request, "Form expired", "This form was not accepted (its security token is missing or "
                       "out of date). Nothing was changed; go back, reload the page and try again.", status=403)
+
+
+def _database_unavailable(request: Request, exc: DatabaseUnavailable):
+    # responder.db has logged the outage once; each request adds nothing to the log.
+    return clear_page(request, "Database unavailable", "The database can't be reached right now, so nothing was "
+                      "read or changed. Deskhand keeps trying by itself: reload this page in a minute.", status=503)
 
 
 def _http_error(request: Request, exc: StarletteHTTPException):
@@ -70,6 +77,7 @@ def create_app(ctx: Context, on_outbox: Callable[[], None] | None = None,
     app.add_exception_handler(NeedsPassword, auth.needs_password_page)
     app.add_exception_handler(CsrfRejected, _csrf_rejected)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
 
     @app.get("/healthz")
     def healthz() -> dict:
