@@ -17,8 +17,10 @@ PHONE = re.compile(r"^\+?[1-9]\d{6,14}$")
 
 
 def clean(text: str | None, limit: int | None = None) -> str:
-    """PostgreSQL text can't hold NUL; column limits are enforced there too."""
+    """PostgreSQL text can't hold NUL, no database a lone surrogate; column limits are enforced there too."""
     text = (text or "").replace("\x00", "")
+    if re.search("[\ud800-\udfff]", text):
+        text = text.encode("utf-8", "replace").decode("utf-8")
     return text[:limit] if limit else text
 
 
@@ -50,8 +52,8 @@ def normalize_email(work, settings) -> None:
     msg.recipient = clean(", ".join(parsed.to_addresses), 1000)
     msg.subject, msg.text, msg.new_text = work.subject, work.full_text, work.text
     msg.in_reply_to, msg.references = parsed.in_reply_to, list(parsed.references)
-    msg.attachments = [dict(filename=a.filename, content_type=a.content_type, size=a.size, sha256=a.sha256)
-                       for a in parsed.attachments]
+    msg.attachments = [dict(filename=clean(a.filename, 255) or None, content_type=clean(a.content_type, 100),
+                            size=a.size, sha256=a.sha256) for a in parsed.attachments[:100]]
     work.notes.extend(parsed.defects[:5])
 
 

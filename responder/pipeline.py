@@ -16,7 +16,7 @@ from datetime import timedelta
 from sqlmodel import Session, func, select
 
 from channels.email.compose import new_message_id, references_for, render_body, reply_subject
-from channels.email.parse import normalize_subject
+from channels.email.parse import PARTIAL_READ, normalize_subject
 from responder import customers, links, optout, outbox, owner_mail, owner_replies
 from responder import limits as cost_limits
 from responder.bursts import fold_burst, hold_if_bursting
@@ -215,6 +215,7 @@ def route(work: Work, session: Session, settings) -> None:
         work.limits += pauses
         work.auto_paused = bool(pauses)  # no holding note either
     facts.limits = work.limits
+    facts.unread = [n for n in work.notes if n.startswith(PARTIAL_READ)]
     if work.thread is not None:
         facts.thread_auto_today = outbox.automatic_sent_since(session=session, since=since, thread_id=work.thread.id)
         facts.sender_auto_today = outbox.automatic_sent_since(session=session, since=since, recipient=work.sender)

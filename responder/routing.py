@@ -35,6 +35,7 @@ class RouteFacts:
     check_failures: list[str] = field(default_factory=list)  # guard and tone, in plain words
     media: int = 0                # photos/files on a text (MMS, WhatsApp): the drafter can't see them
     limits: list[str] = field(default_factory=list)  # LLM budget spent, hourly cap, loop breaker
+    unread: list[str] = field(default_factory=list)  # parts of the mail the parser had to skip
 
 
 @dataclass
@@ -114,6 +115,10 @@ def sender_cap_reached(f: RouteFacts) -> str | None:
     return None
 
 
+def read_in_part(f: RouteFacts) -> str | None:
+    return "the message could only be read in part: " + "; ".join(f.unread) if f.unread else None
+
+
 def limit_reached(f: RouteFacts) -> str | None:
     return "; ".join(f.limits) if f.limits else None
 
@@ -160,6 +165,7 @@ RULES: list[tuple[Rule, str]] = [
     (is_injection, Route.REVIEW),
     (unsupported_language, Route.REVIEW),
     (is_gibberish, Route.REVIEW),
+    (read_in_part, Route.REVIEW),
     (has_media, Route.REVIEW),
     (limit_reached, Route.REVIEW),
     (thread_cap_reached, Route.REVIEW),

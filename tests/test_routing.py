@@ -39,3 +39,11 @@ def test_caps_low_confidence_and_switches_hold_for_review():
 def test_human_words_in_ordinary_questions_are_not_a_handoff():
     for text in ("Is the candle safe around a person with asthma?", "What's the human-readable order number?"):
         assert decide(facts(text)).route == Route.AUTO, text
+
+
+def test_a_mail_read_only_in_part_and_a_spent_limit_wait_for_the_owner():
+    partial = decide(facts(unread=["MIME tree too deep or too large; rest ignored"]))
+    assert partial.route == Route.REVIEW
+    assert partial.reasons == ["the message could only be read in part: MIME tree too deep or too large; rest ignored"]
+    spent = decide(facts(limits=["60 automatic replies in the last hour (cap 60)"]))
+    assert (spent.route, spent.reasons) == (Route.REVIEW, ["60 automatic replies in the last hour (cap 60)"])

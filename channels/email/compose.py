@@ -4,7 +4,11 @@ Runs in the send job just before SMTP. Replies thread in the customer's client (
 §3.6.4): ``Re:`` subject, ``In-Reply-To`` the customer's Message-ID, ``References`` their chain
 plus that id, and our own Message-ID fixed when the outbox row was written. Automatic replies
 carry ``Auto-Submitted: auto-replied`` (RFC 3834 §5) so other robots don't answer them.
-CR and LF are stripped from every header value, so header injection is impossible.
+Header injection is impossible: control characters (CR and LF among them) are stripped from every
+header value and so is "=?" (Python's email would decode an RFC 2047 word there into a line break,
+CVE-2024-6923), the recipient must be exactly one plain address (never a list, a name or a header
+fragment: ``ValueError`` otherwise, which the SMTP adapter turns into a permanent failure), and a
+customer's message id that isn't one ``<id>`` token is left out of the threading headers.
 """
 from __future__ import annotations
 
@@ -29,8 +33,30 @@ def new_message_id(from_address: str) -> str:
 
 
 def clean_header(value: str) -> str:
-    """One line, no control characters: CR/LF can never start a new header."""
-    return re.sub(r"[\x00-\x1f\x7f]+", " ", value or "").strip()
+    """One line, no control characters: CR/LF can never start a new header. Unicode line breaks go
+    too (U+2028, NEL): Python's email refuses a header str.splitlines() would split, which made the
+    reply to a customer whose subject carried one fail for good. And no "=?": Python's email decodes
+    RFC 2047 words in the values it is given and, before 3.11.10 (CVE-2024-6923), writes a CR LF
+    they decode to as a real line break, so "=?utf-8?q?=0D=0ABcc:...?=" would add a header."""
+    return re.sub(r"[\x00-\x1f\x7f\x85\u2028\u2029]+", " ", value or "").replace("=?", "= ?").strip()
+
+
+# RFC 5322 atext local part (Python's email refuses a non-ASCII one), an ASCII host name (IDNA).
+_ONE_ADDRESS = re.compile(r"[^\s\x00-\x1f\x7f<>()\[\]\\,;:\"@]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+_MESSAGE_ID = re.compile(r"[!-~]+")  # printable ASCII, no space: one msg-id token (RFC 5322 §3.6.4)
+
+
+def one_address(value: str) -> str:
+    """``value`` if it is one plain address; ``ValueError`` for anything else."""
+    if not _ONE_ADDRESS.fullmatch(value or ""):
+        raise ValueError(f"the recipient {value[:80]!r} is not one email address")
+    return value
+
+
+def message_ids(*values: str | None) -> list[str]:
+    """The ids that are one clean token each (brackets stripped); the rest are left out."""
+    ids = ((v or "").strip().strip("<>") for v in values)
+    return [i for i in ids if _MESSAGE_ID.fullmatch(i) and not re.search(r"[<>]|=\?", i)]  # see clean_header
 
 
 def reply_subject(subject: str) -> str:
@@ -59,14 +85,14 @@ def render_body(*, body: str, customer_name: str, store) -> str:
 def compose(outbound: Outbound, *, from_address: str, from_name: str) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = formataddr((clean_header(from_name), clean_header(from_address)))
-    msg["To"] = Address(addr_spec=clean_header(outbound.recipient))
+    msg["To"] = Address(addr_spec=one_address(outbound.recipient))
     msg["Subject"] = clean_header(outbound.subject)
     msg["Date"] = format_datetime(utcnow())
     msg["Message-ID"] = clean_header(outbound.message_id)
-    if outbound.in_reply_to:
-        msg["In-Reply-To"] = f"<{clean_header(outbound.in_reply_to)}>"
-    if outbound.references:
-        msg["References"] = " ".join(f"<{clean_header(r)}>" for r in outbound.references)
+    if message_ids(outbound.in_reply_to):
+        msg["In-Reply-To"] = "<%s>" % message_ids(outbound.in_reply_to)[0]
+    if message_ids(*outbound.references):
+        msg["References"] = " ".join(f"<{r}>" for r in message_ids(*outbound.references))
     if outbound.automatic:
         msg["Auto-Submitted"] = "auto-replied"      # RFC 3834 §5
         msg["X-Auto-Response-Suppress"] = "All"    # asks Exchange not to send OOF back

@@ -5,35 +5,52 @@ customer text. ``autoreply.automated_reason`` reads its headers to drop machine 
 ``message_id`` / ``in_reply_to`` / ``references`` (``normalize_subject`` as the fallback); the responder
 only sees ``new_text``: the customer's new words, without quoted history or signature.
 
-Reply extraction lives in ``quotes.py``; this module decodes the MIME tree, charsets and HTML.
+Reply extraction and HTML rendering live in ``quotes.py``; this module decodes the MIME tree and
+charsets. Hostile input costs at most about a second (tests/test_fuzz_mime.py): header values are
+capped before the stdlib's quadratic header parser sees them, at most ``MAX_BOUNDARIES`` "--" lines
+are read, and a tree nested deeper than the stdlib parser can recurse is read flat.
 """
 from __future__ import annotations
 
 import base64
-import codecs
 import email
 import email.parser
 import email.policy
 import email.utils
+import functools
 import hashlib
-import html as html_lib
 import quopri
 import re
-import textwrap
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-import charset_normalizer
-from inscriptis.html_engine import Inscriptis
-from inscriptis.model.config import ParserConfig
-from lxml import html as lxml_html
-
-from channels.email.quotes import extract_new_text, tidy as _tidy
+from channels.email.charsets import decode_text
+from channels.email.quotes import extract_new_text, render_text, tidy as _tidy  # noqa: F401 (re-exported)
 
 MAX_BYTES = 30 * 1024 * 1024  # larger messages are truncated (noted in defects)
 MAX_DEPTH, MAX_PARTS = 12, 300  # multipart nesting / part count we follow
-MAX_HTML = 2 * 1024 * 1024
+MAX_TEXT = 2 * 1024 * 1024  # bytes of readable text decoded a message, all parts together (memory)
+MAX_BOUNDARIES = 2_000  # "--" lines read: a part costs the parser ~0.4 ms, and 25 MB holds millions
+# The stdlib header parser is quadratic on '"' runs and long parameter lists (30 s for one 250 KB
+# Content-Type). Real headers are far shorter; a long To list loses its tail.
+MAX_HEADER_NAMES, MAX_ADDRESS_HEADER, MAX_PART_HEADER = 500, 4096, 2048
 _POLICY = email.policy.default
+_parsed_header = functools.lru_cache(maxsize=1024)(_POLICY.header_factory)
+
+
+class _CappedPolicy(email.policy.EmailPolicy):
+    """The default policy, each header value capped and parsed once (the feedparser reads every
+    part's Content-Type about five times)."""
+
+    def header_fetch_parse(self, name, value):
+        if hasattr(value, "name"):
+            return value
+        return _parsed_header(name, "".join(re.split(r"\r\n|\r|\n", value[:MAX_PART_HEADER])))
+
+
+# Up to MANY_PARTS "--" lines the default policy reads the tree (RFC 2047/2231 names, its reading of
+# odd boundaries); beyond, compat32, ~10x faster a part, keeps a parts bomb within a second.
+_CAPPED, MANY_PARTS = _CappedPolicy(), 200
 
 
 @dataclass(frozen=True)
@@ -69,33 +86,42 @@ def parse_email(raw: bytes) -> ParsedEmail:
     raw = bytes(raw) if isinstance(raw, (bytes, bytearray)) else str(raw).encode("utf-8", "replace")
     if len(raw) > MAX_BYTES:
         raw, _ = raw[:MAX_BYTES], defects.append(f"message truncated to {MAX_BYTES} bytes")
+    raw = _cut_boundaries(raw, defects)
     for headers_only in (False, True):  # the stdlib parser recurses once per nesting level, for one
         try:
             return _parse(raw, defects, headers_only)
         except Exception as exc:  # keep the poller alive whatever the input
             defects.append(f"{'headers' if headers_only else 'MIME structure'} unparseable ({type(exc).__name__})")
-    text = _tidy(_decode(raw, None, defects).replace("\x00", ""))
+    text = _tidy(decode_text(raw[:MAX_TEXT], None, defects).replace("\x00", ""))
     return ParsedEmail(text=text, new_text=text, defects=defects)
 
 
 def _parse(raw: bytes, defects: list[str], headers_only: bool) -> ParsedEmail:
-    msg = email.parser.BytesParser(policy=_POLICY).parsebytes(raw, headersonly=headers_only)
-    first = dict(reversed([(str(k).strip().lower(), _unsurrogate(str(v))) for k, v in msg.raw_items()][:500]))
-    headers = {k: _header_text(v) for k, v in first.items() if k}
-    (from_name, from_address), = _addresses(first.get("from", ""))[:1] or [("", None)]
+    policy = _CAPPED if raw.count(b"\n--") <= MANY_PARTS else email.policy.compat32
+    msg = email.parser.BytesParser(policy=policy).parsebytes(raw, headersonly=headers_only)
+    first: dict[str, str] = {}  # the first value of each name, wherever it is (From after 10,000 Received)
+    for name, value in msg.raw_items():
+        key = str(name).strip().lower()
+        if key and key not in first and len(first) < MAX_HEADER_NAMES:
+            first[key] = _unsurrogate(str(value))
+    headers = {k: _header_text(v) for k, v in first.items()}
+    from_name, from_address = _mailbox(first.get("from", ""))
     ids = lambda key: re.findall(r"<\s*([^<>\s]+)\s*>", first.get(key, "")) or first.get(key, "").split()
     texts: list[tuple[str, str]] = []
     attachments: dict[str, Attachment] = {}
-    if headers_only:  # the body is kept as plain text
-        texts.append(("plain", _decode((re.split(rb"\r?\n\r?\n", raw, 1) + [b""])[1], None, defects)))
-    else:
-        _walk(msg, 0, texts, attachments, defects, [0])
-    full, reply = _render(texts, defects)
+    if not headers_only:
+        _walk(msg, 0, texts, attachments, defects, [0, MAX_TEXT])
+    if headers_only or any(d.startswith("MIME tree too deep") for d in defects) and not any(
+            t.strip() for _, t in texts):  # no readable part within MAX_DEPTH: read the body flat
+        multipart = _ctype(msg).startswith("multipart/")
+        body = _flat_body(raw) if multipart else (re.split(rb"\r?\n\r?\n", raw, 1) + [b""])[1]
+        texts = [("plain", decode_text(body[:MAX_TEXT], None, defects))]
+    full, reply = render_text(texts, defects)
     return ParsedEmail(
         message_id=(ids("message-id") or [None])[0], in_reply_to=(ids("in-reply-to") or [None])[0],
         references=ids("references"), subject=headers.get("subject", ""), from_name=from_name,
         from_address=from_address, to_addresses=[a for _, a in _addresses(first.get("to", "")) if a],
-        reply_to=next((a for _, a in _addresses(first.get("reply-to", "")) if a), None),
+        reply_to=_mailbox(first.get("reply-to", ""))[1],
         date=_date(first.get("date")), text=full, new_text=reply, attachments=list(attachments.values()),
         headers=headers, content_type=_ctype(msg), defects=defects)
 
@@ -122,24 +148,48 @@ def _header_text(value: str) -> str:
                    else quopri.decodestring(data.encode("ascii", "replace"), header=True))
         except Exception:
             return match.group(0)
-        return _decode(raw, charset, [])
+        return decode_text(raw, charset, [])
     value = re.sub(r"(=\?[^?\s]+\?[bq]\?[^?\s]*\?=)\s+(?==\?)", r"\1", value[:16384], flags=re.I)  # RFC 2047 §6.2
     text = re.sub(r"=\?([^?\s]+)\?([bq])\?([^?\s]*)\?=", word, value, flags=re.I)
     return re.sub(r"\s*[\r\n]+\s*", " ", text).replace("\x00", "").strip()
 
 
-def _addresses(value: str) -> list[tuple[str, str | None]]:
-    value = value[:16384]
+# A mailbox we may write to: RFC 5322 atext (and UTF-8, RFC 6532) in the local part, host name labels
+# in the domain. No specials, no controls, no spaces: nothing that could end or split an SMTP command.
+_LABEL = r"[^\W_](?:[\w-]{0,61}[^\W_])?"
+_ADDRESS = re.compile(rf"[^\s\x00-\x1f\x7f<>()\[\]\\,;:\"@]+@{_LABEL}(?:\.{_LABEL})*")
+
+
+def _addresses(value: str, *, one: bool = False) -> list[tuple[str, str | None]]:
+    value = value[:MAX_ADDRESS_HEADER]
     try:
         found = [(a.display_name or "", a.addr_spec or "") for a in _POLICY.header_factory("to", value).addresses]
     except Exception:
         found = email.utils.getaddresses([value])
     angle = re.findall(r"<\s*([^<>@\s]+@[^<>@\s]+)\s*>", value)
-    if len(found) == 1 and len(angle) == 1 and (found[0][1] != angle[0] or "\ufffd" in found[0][0]):
-        found = [(_header_text(value.split("<")[0]).strip().strip('"').strip(), angle[0])]  # "a@x <b@y>": b
-    clean = lambda a: a.lower() if re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", a) else None
-    out = [(re.sub(r"\s+", " ", n).strip(), clean(a.strip().strip("<>"))) for n, a in found if n.strip() or a.strip()]
+    # One mailbox in <>, but the parser read it differently ("a@x <b@y>", or a display name with ':'
+    # or '@' in a malformed encoded word, which it splits into a group): the <> address is the one.
+    if len(angle) == 1 and (one and len(found) != 1 or len(found) == 1 and (
+            found[0][1] != angle[0] or "\ufffd" in found[0][0])):
+        found = [(_header_text(value.split("<")[0]).strip().strip('"').strip(), angle[0])]
+    out = [(re.sub(r"\s+", " ", n).strip(), _clean_address(a.strip().strip("<>")))
+           for n, a in found if n.strip() or a.strip()]
     return [("" if n.lower() == (a or "") else n, a) for n, a in out]  # an encoded address is no name
+
+
+def _clean_address(address: str) -> str | None:
+    if not _ADDRESS.fullmatch(address):
+        return None
+    local, _, domain = address.rpartition("@")
+    try:  # an international domain in its ASCII form (RFC 5890), as SMTP and the To header need it
+        return f"{local}@{domain.encode('idna').decode('ascii')}".lower()
+    except UnicodeError:
+        return None
+
+
+def _mailbox(value: str) -> tuple[str, str | None]:
+    """The first mailbox of a From or Reply-To (a second one in From is never answered)."""
+    return (_addresses(value, one=True)[:1] or [("", None)])[0]
 
 
 def _date(value: str | None) -> datetime | None:
@@ -158,8 +208,40 @@ def _ctype(part) -> str:
         return "text/plain"
 
 
+def _cut_boundaries(raw: bytes, defects: list[str]) -> bytes:
+    """The message up to its MAX_BOUNDARIES-th "--" line (linear: found, never parsed)."""
+    pos = 0
+    for _ in range(MAX_BOUNDARIES + 1):
+        pos = raw.find(b"\n--", pos) + 1
+        if not pos:
+            return raw
+    defects.append(f"more than {MAX_BOUNDARIES} MIME boundaries; the rest ignored")
+    return raw[:pos]
+
+
+_BOUNDARY = re.compile(rb'boundary\s*=\s*"?([^"\s;]+)', re.I)
+_NOT_TEXT = re.compile(rb"content-(?:type\s*:(?!\s*text/)|transfer-encoding\s*:\s*(?:base64|x-))", re.I)
+
+
+def _flat_body(raw: bytes) -> bytes:
+    """A multipart message nested deeper than we follow, read line by line without recursion:
+    boundary lines and part headers dropped, and parts that are not plain readable text skipped."""
+    boundaries = set(_BOUNDARY.findall(raw))
+    lines, in_head, skip = [], True, False
+    for line in raw.splitlines():
+        bare = line.strip()
+        if bare.startswith(b"--") and (bare[2:] in boundaries or bare[2:-2] in boundaries):
+            in_head, skip = True, False
+        elif in_head:
+            in_head, skip = bool(bare), skip or bool(_NOT_TEXT.match(bare))
+        elif not skip:
+            lines.append(line)
+    return b"\n".join(lines)
+
+
 def _walk(part, depth: int, texts: list, attachments: dict, defects: list[str], count: list[int]) -> None:
-    """Readable (kind, text) chunks in order; every other part is recorded as an attachment."""
+    """Readable (kind, text) chunks in order; every other part is recorded as an attachment.
+    ``count``: [parts seen, bytes of text still to decode] (decoded text takes up to 4 bytes a byte)."""
     count[0] += 1
     if depth > MAX_DEPTH or count[0] > MAX_PARTS:
         return _note(defects, "MIME tree too deep or too large; rest ignored")
@@ -189,104 +271,25 @@ def _walk(part, depth: int, texts: list, attachments: dict, defects: list[str], 
         _note(defects, f"MIME defect: {type(defect).__name__}")
     if depth == 0 and ctype.startswith("text/") and ctype != "text/html" or (
             ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename):
-        texts.append(("html" if ctype == "text/html" else "plain", _decode(data, charset, defects)))
+        if len(data) > count[1]:
+            data, _ = data[:count[1]], _note(defects, f"text over {MAX_TEXT} bytes ignored")
+        count[1] -= len(data)
+        texts.append(("html" if ctype == "text/html" else "plain", decode_text(data, charset, defects)))
     else:
         name = _header_text(filename) if filename else None
         digest = hashlib.sha256(data).hexdigest()
         attachments.setdefault(f"{name}/{digest}", Attachment(name, ctype, len(data), digest))
 
 
+# Defects after which part of the message went unread: an answer to the rest may miss the point,
+# so routing holds such a message for the owner (``responder.routing.read_in_part``).
+PARTIAL_READ = ("message truncated", "MIME structure unparseable", "headers unparseable", "more than",
+                "MIME tree too deep", "part unreadable", "text over")
+
+
 def _note(defects: list[str], label: str) -> None:
     if label not in defects:
         defects.append(label)
-
-
-_CHARSET_ALIASES = {"ks_c_5601-1987": "cp949", "euc-kr": "cp949", "shift_jis": "cp932", "x-sjis": "cp932",
-                    "gb2312": "gb18030", "gbk": "gb18030", "iso-8859-8-i": "iso-8859-8", "windows-874": "cp874",
-                    "x-mac-roman": "mac_roman", "iso-8859-1": "cp1252", "latin1": "cp1252", "utf8": "utf-8"}
-_PREFERRED = ["utf_8", "cp1252", "iso8859_15", "iso8859_2", "cp1250", "cp1251", "koi8_r", "cp932", "euc_jp",
-              "iso2022_jp", "gb18030", "big5", "cp949"]  # tie-break among equally plausible guesses
-
-
-def _decode(data: bytes, declared: str | None, defects: list[str]) -> str:
-    """Declared charset, then UTF-8, then charset-normalizer's guess, then UTF-8 with replacement."""
-    name = (declared or "").strip().strip("\"'").lower()
-    codec = _CHARSET_ALIASES.get(name, name)
-    try:
-        codec = codecs.lookup(codec).name if codec and codecs.lookup(codec)._is_text_encoding else None
-    except LookupError:
-        codec = None
-    if name and not codec:
-        defects.append(f"unknown charset {name!r}")
-    # A latin-1/ASCII label on valid UTF-8 is a classic mislabel (random 8-bit text is never valid UTF-8).
-    if codec in ("cp1252", "iso8859-15", "ascii") and re.search(rb"[\x80-\xff]", data):
-        try:
-            text = data.decode("utf-8").replace("\x00", "")
-        except UnicodeDecodeError:
-            pass
-        else:
-            defects.append(f"declared charset {name} but body is UTF-8")
-            return text
-    for attempt in dict.fromkeys([codec] * bool(codec) + ["latin-1"] * (codec == "cp1252") + ["utf-8"]):
-        try:
-            return data.decode(attempt).replace("\x00", "")
-        except (UnicodeDecodeError, LookupError):
-            if attempt == codec:
-                defects.append(f"body is not valid {name}")
-    try:
-        results = list(charset_normalizer.from_bytes(data[:65536]))
-    except Exception:
-        results = []
-    if not results:
-        defects.append("undecodable bytes replaced")
-        return data.decode("utf-8", "replace").replace("\x00", "")
-    least = min(r.chaos for r in results)
-    tied = [r.encoding for r in results if r.chaos <= least + 0.01]
-    guess = next((p for p in _PREFERRED if p in tied), tied[0])
-    text = data.decode(guess, "replace")
-    guess = "cp1252" if text == data.decode("cp1252", "replace") else guess  # same text: name the usual one
-    defects.append(f"charset guessed as {guess}" + ("" if codec else " (none declared)"))
-    return text.replace("\x00", "")
-
-
-# --- rendering ------------------------------------------------------------------------------------------
-def _render(texts: list[tuple[str, str]], defects: list[str]) -> tuple[str, str]:
-    """The full readable text, and the new text (HTML quote containers are '> '-marked first)."""
-    full, marked = [], []
-    for kind, body in texts:
-        plain, quoted = _html_to_text(body, defects) if kind == "html" else (body, body)
-        if plain.strip():
-            full.append(plain), marked.append(quoted)
-    full_text = _tidy("\n\n".join(full))
-    return full_text, extract_new_text("\n\n".join(marked), fallback=full_text)
-
-
-# Quote containers of the big clients: Gmail, Apple Mail/Thunderbird (<blockquote type=cite>), Yahoo.
-_QUOTE_XPATH = ("//blockquote | //*[contains(concat(' ', normalize-space(@class), ' '), ' gmail_quote ')]"
-                " | //*[starts-with(@id, 'yahoo_quoted')] | //*[contains(@class, 'yahoo_quoted')]")
-
-
-def _html_to_text(html: str, defects: list[str]) -> tuple[str, str]:
-    if len(html) > MAX_HTML:
-        html, _ = html[:MAX_HTML], defects.append(f"HTML body truncated to {MAX_HTML} characters")
-    try:
-        tree = lxml_html.document_fromstring(re.sub(r"^\s*<\?xml[^>]*>", "", html) or "<p></p>")
-        for element in tree.xpath(_QUOTE_XPATH):
-            element.set("data-dhq", "1")
-        for element in tree.xpath("//hr"):  # inscriptis drops <hr>; Outlook separates the quote with one
-            element.tag, element.text = "div", "_" * 32
-        engine = Inscriptis(tree, ParserConfig(annotation_rules={"#data-dhq": ["quote"]}))
-        text, spans = engine.get_text(), [(a.start, a.end) for a in engine.get_annotations()]
-    except Exception as exc:
-        defects.append(f"HTML not parseable ({type(exc).__name__}); tags stripped")
-        text, spans = html_lib.unescape(re.sub(r"<[^>]*>", " ", html)), []
-    lines, marked, pos = text.split("\n"), [], 0
-    indent = min((len(x) - len(x.lstrip(" ")) for x in lines if x.strip()), default=0)  # inscriptis pads
-    for line in lines:
-        inside = line.strip() and any(s < pos + len(line) and e > pos for s, e in spans)
-        marked.append("> " * bool(inside) + line[indent:])
-        pos += len(line) + 1
-    return textwrap.dedent(text), "\n".join(marked)
 
 
 _SUBJECT_PREFIX = re.compile(

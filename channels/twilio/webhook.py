@@ -101,9 +101,9 @@ def read_media(params: FormParams) -> list[dict]:
         count = 0
     media = []
     for n in range(min(max(count, 0), MAX_MEDIA)):
-        url = params.first(f"MediaUrl{n}")
+        url = clean(params.first(f"MediaUrl{n}"), 2000)
         if url:
-            media.append({"url": url[:2000], "content_type": params.first(f"MediaContentType{n}")[:100]})
+            media.append({"url": url, "content_type": clean(params.first(f"MediaContentType{n}"), 100)})
     return media
 
 
@@ -120,13 +120,19 @@ def inbound_text(*, sid: str, sender: str, recipient: str, body: str, media: lis
                        text=clean(body, MAX_TEXT), attachments=media, profile_name=clean(profile_name, 200))
 
 
-def read_inbound(params: FormParams, *, path: str) -> InboundText:
-    """The inbound record from a webhook's form; unknown extra fields are ignored."""
+def message_sid(params: FormParams) -> str:
+    """The MessageSid, or 400: it is looked up and stored, so only what a Twilio id can be."""
     sid = (params.first("MessageSid") or params.first("SmsSid")).strip()
     if not sid:
         raise WebhookRefused(400, "missing MessageSid")
     if len(sid) > 64 or not sid.isascii() or not sid.isalnum():
         raise WebhookRefused(400, "MessageSid is not a Twilio message id")
+    return sid
+
+
+def read_inbound(params: FormParams, *, path: str) -> InboundText:
+    """The inbound record from a webhook's form; unknown extra fields are ignored."""
+    sid = message_sid(params)
     return inbound_text(sid=sid, sender=params.first("From"), recipient=params.first("To"),
                         body=params.first("Body"), media=read_media(params), path=path,
                         profile_name=params.first("ProfileName"))
@@ -154,16 +160,16 @@ class DeliveryStatus:
 
 
 def read_status(params: FormParams) -> DeliveryStatus:
-    sid = (params.first("MessageSid") or params.first("SmsSid")).strip()
+    # The sid is checked as for a message (a NUL in it made PostgreSQL fail the lookup: 500), and the
+    # error words are cleaned before they are stored.
+    sid = message_sid(params)
     status = (params.first("MessageStatus") or params.first("SmsStatus")).strip().lower()
-    if not sid:
-        raise WebhookRefused(400, "missing MessageSid")
     if status not in STATUS_RANK:
         raise WebhookRefused(400, f"unknown MessageStatus {status[:30]!r}")
-    code = params.first("ErrorCode").strip()
-    words = params.first("ErrorMessage").strip() or ERROR_WORDS.get(code, "")
+    code = clean(params.first("ErrorCode"), 20).strip()
+    words = clean(params.first("ErrorMessage"), 200).strip() or ERROR_WORDS.get(code, "")
     error = f"{code}: {words}".rstrip(": ")[:200] if code and code != "0" else None
-    return DeliveryStatus(sid=sid[:64], status=status, error=error)
+    return DeliveryStatus(sid=sid, status=status, error=error)
 
 
 def is_forward(current: str, new: str) -> bool:

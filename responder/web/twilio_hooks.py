@@ -37,8 +37,9 @@ router = APIRouter()
 
 async def read_body(request: Request) -> bytes:
     """The body, refused past ``MAX_BODY_BYTES`` before it is all read."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    declared = request.headers.get("content-length", "").strip()
+    # ASCII digits only ("²".isdigit() is true, int("²") raises) and no 5,000-digit int() (it raises too).
+    if declared.isascii() and declared.isdigit() and (len(declared) > 12 or int(declared) > MAX_BODY_BYTES):
         raise WebhookRefused(413, f"the request body is over {MAX_BODY_BYTES // 1024} KB")
     chunks, size = [], 0
     async for chunk in request.stream():
