@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                     "stats": _lazy("responder.report", "cmd_stats"),
                     "customer": _lazy("responder.customers", "cmd_customer"),
                     "set-password": _lazy("responder.web.auth", "cmd_set_password"),
-                    "forget": _lazy("responder.privacy", "cmd_forget"),
+                    "forget": commands.cmd_forget,
                     "problems": _lazy("responder.problems", "cmd_problems")}
         return handlers.get(args.command, lambda s, a: cmd_daemon(s))(settings, args)
     except (ConfigError, DatabaseUnavailable) as exc:

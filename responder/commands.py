@@ -3,17 +3,19 @@ prints for a person (or JSON lines for a program) and returns the exit status.""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
 
 def _retriever(settings, args):
+    from responder.context import index_root
     from responder.embeddings import make_embedder
     from responder.index import KnowledgeIndex
     from responder.retrieve import Retriever
 
     folder = Path(args.knowledge).resolve() if getattr(args, "knowledge", None) else settings.knowledge_dir
-    return Retriever(KnowledgeIndex(folder, settings.data_dir, make_embedder(settings)))
+    return Retriever(KnowledgeIndex(folder, settings.data_dir, make_embedder(settings), root=index_root(settings)))
 
 
 def cmd_ingest(settings, args) -> int:
@@ -181,3 +183,59 @@ def cmd_queue(settings, args) -> int:
         return 1
     finally:
         db.dispose()
+
+
+def cmd_forget(settings, args) -> int:
+    """``run.py forget CUSTOMER [--yes]`` (``responder.privacy`` does the erasing). Reads ``args.customer`` and ``args.yes``; asks before erasing unless ``--yes``."""
+    from sqlalchemy.exc import IntegrityError
+    from sqlmodel import select
+
+    from responder.db import Database
+    from responder.models import Customer, Identity
+    from responder.privacy import PrivacyError, _audit, find, forget_customer
+
+    db = Database(settings.database_url)
+    try:
+        db.migrate()
+        with db.transaction() as session:
+            customer = find(session, args.customer)
+            if customer is None:
+                print(f"No customer has the address, number or id {args.customer!r}; nothing was erased.",
+                      file=sys.stderr)
+                return 1
+            customer_id = customer.id
+            shown = ", ".join(i.value for i in session.exec(select(Identity).where(
+                Identity.customer_id == customer_id))) or "no address or number"
+            planned = forget_customer(session, customer, dry_run=True)
+        print(f"Customer #{customer_id} ({shown}): {planned.summary()}.")
+        if not args.yes:
+            try:
+                answer = input("Erase all of this for good? Type yes to go on: ")
+            except EOFError:
+                answer = ""
+            if answer.strip().lower() != "yes":
+                print("Nothing was erased.")
+                return 1
+        with db.transaction() as session:
+            customer = session.get(Customer, customer_id)
+            if customer is None:
+                print(f"Customer #{customer_id} is already gone.")
+                return 0
+            erased = forget_customer(session, customer, settings=settings)
+    except PrivacyError as exc:
+        print(f"{exc} Nothing was erased.", file=sys.stderr)
+        return 1
+    except IntegrityError:  # a message of theirs was stored meanwhile and points at a row we erased
+        print("They wrote while being forgotten, so nothing was erased; run the command again.", file=sys.stderr)
+        return 1
+    finally:
+        db.dispose()
+    preview = settings.data_dir / "digest-preview.html"  # `digest --print` may have quoted them
+    if preview.exists():
+        preview.unlink()
+    _audit(settings, {"action": "forget", "customer": customer_id, "erased": dict(erased.counts)})
+    print(f"Erased customer #{customer_id}: {erased.summary()}.")
+    for note in erased.notes + ["their mail is still in the mailbox and their texts in Twilio's log: "
+                                "Deskhand never deletes those; remove them there if you must"]:
+        print(f"Note: {note}.")
+    return 0

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from responder.db import Database
+from responder.locks import job_lock
 
 
 @dataclass
@@ -31,8 +32,20 @@ def build_context(settings, *, drafter=None, knowledge_dir: Path | None = None, 
 
     db = Database(database_url or settings.database_url)
     if migrate:
-        db.migrate()
-    index = KnowledgeIndex(knowledge_dir or settings.knowledge_dir, settings.data_dir, make_embedder(settings))
+        # Daemons started together on one PostgreSQL would race to create the same tables.
+        with job_lock(db, "migrate", wait=True):
+            db.migrate()
+    index = KnowledgeIndex(knowledge_dir or settings.knowledge_dir, settings.data_dir, make_embedder(settings),
+                           root=index_root(settings))
     retriever = Retriever(index)
     retriever.refresh(force=True)
     return Context(settings=settings, db=db, drafter=drafter or make_drafter(settings), retriever=retriever)
+
+
+def index_root(settings) -> Path | None:
+    """``[knowledge] index_dir`` (relative to the settings file), or None for ``<data_dir>/index``."""
+    configured = settings.knowledge.index_dir
+    if configured is None or str(configured) in ("", "."):
+        return None
+    path = Path(configured).expanduser()
+    return path if path.is_absolute() else (Path(settings.base_dir) / path).resolve()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from responder.clock import utcnow
@@ -31,12 +32,18 @@ def resolve_customer(*, session: Session, kind: str, value: str, name: str = "")
         if customer and name and not customer.name:
             customer.name = name
         return customer
-    customer = Customer(name=name)
-    session.add(customer)
-    session.flush()
-    session.add(Identity(customer_id=customer.id, kind=kind, value=value))
-    session.flush()
-    return customer
+    try:
+        with session.begin_nested():
+            customer = Customer(name=name)
+            session.add(customer)
+            session.flush()
+            session.add(Identity(customer_id=customer.id, kind=kind, value=value))
+            session.flush()
+        return customer
+    except IntegrityError:
+        # Another daemon met this customer at the same moment and committed first: use theirs.
+        found = session.exec(select(Identity).where(Identity.kind == kind, Identity.value == value)).one()
+        return session.get(Customer, found.customer_id)
 
 
 def resolve_email_thread(*, session: Session, customer: Customer, subject: str, subject_key: str,

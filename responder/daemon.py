@@ -4,7 +4,14 @@
 mail), process (stored messages -> routed drafts) and send (the outbox). A job that finds work
 kicks the next one, so a reply goes out seconds after the mail lands. SIGTERM or Ctrl-C stops
 taking new work, lets the jobs in flight finish their current unit, and exits; anything not
-finished is still in the database in a state the next start picks up.
+finished is still in the database in a state the next start picks up. At start the local
+embedding model is loaded at once (the log says "ready" when it is), and processing waits for it.
+
+Several daemons may run on one PostgreSQL. Process and send need nothing more: they claim rows
+with SKIP LOCKED. The mailbox poll and the scheduled jobs (digest, reminders, Twilio poll,
+catalog feed, retention) run under a ``responder.locks.job_lock``: in one process at a time,
+the others skip that run. Every process keeps its own IDLE connection; whichever hears of new
+mail polls, if no other process is polling at that moment (the one that is, hears it too).
 """
 from __future__ import annotations
 
@@ -12,19 +19,24 @@ import asyncio
 import contextlib
 import logging
 import signal
-from datetime import datetime, timezone
+import time
+from datetime import datetime, timedelta, timezone
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from channels.email.imap import IMAP_ERRORS, IdleWatcher
+from channels.email.imap import IMAP_ERRORS, IdleWatcher, ImapMailbox
 from responder import jobs, texting
 from responder.catalog_sync import sync_catalog_job
 from responder.context import Context
+from responder.db import DatabaseUnavailable
 from responder.errors import ConfigError
+from responder.locks import job_lock
 
 log = logging.getLogger("deskhand.daemon")
+PROCESS_BATCH = 100   # messages per process run; a full run goes again at once (the queue is long)
+SEND_BATCH = 200
 
 
 def _digest_job(ctx: Context) -> int:
@@ -42,11 +54,28 @@ def _reminders_job(ctx: Context) -> int:
     return send_reminders(ctx)
 
 
+def _retention_job(ctx: Context) -> int:
+    from responder.retention import purge_expired
+    return purge_expired(ctx)
+
+
+def locked(ctx: Context, name: str, fn):
+    """``fn(ctx)`` run only by the process that holds the job lock ``name``; 0 for the others."""
+    def run() -> int:
+        with job_lock(ctx.db, name) as mine:
+            if not mine:
+                log.debug("%s: another daemon is running it", name)
+                return 0
+            return fn(ctx)
+    return run
+
+
 class Worker:
     """Runs one job function; a kick while it runs makes it run once more right after."""
 
-    def __init__(self, name: str, fn, on_work=None):
+    def __init__(self, name: str, fn, on_work=None, batch: int = 0):
         self.name, self.fn, self.on_work = name, fn, on_work
+        self.batch = batch  # a run that did this much stopped at its limit: run again at once
         self.task: asyncio.Task | None = None
         self.again = False
 
@@ -71,12 +100,14 @@ class Worker:
             except IMAP_ERRORS as exc:
                 log.warning("%s: mailbox unreachable (%s); will retry", self.name, exc)
                 did = 0
+            except DatabaseUnavailable:  # responder.db logged it once for the whole outage
+                did = 0
             except Exception:  # the daemon keeps running; the error is in the log
                 log.exception("%s job failed", self.name)
                 did = 0
             if did and self.on_work:
                 self.on_work()
-            if not self.again:
+            if not self.again and not (self.batch and did >= self.batch):
                 return
 
     async def wait(self) -> None:
@@ -99,23 +130,37 @@ class Daemon:
         self.idle: IdleWatcher | None = None
         self.server: _Server | None = None
         cfg = ctx.settings.email
-        self.send = Worker("send", lambda: jobs.send_email_outbox(ctx))
+        self.send = Worker("send", lambda: jobs.send_email_outbox(ctx, SEND_BATCH), batch=SEND_BATCH)
         # Texts have their own worker, so an SMTP outage never holds up an SMS (and vice versa).
-        self.texts = Worker("texts", lambda: asyncio.to_thread(texting.send_text_outbox, ctx))
-        self.process = Worker("process", lambda: asyncio.to_thread(jobs.process_pending, ctx),
-                              on_work=self.kick_outbox)
-        self.poll = Worker("poll", lambda: asyncio.to_thread(jobs.poll_mailbox, ctx),
-                           on_work=self.process.kick) if cfg.imap_enabled else None
+        self.texts = Worker("texts", lambda: asyncio.to_thread(texting.send_text_outbox, ctx, SEND_BATCH),
+                            batch=SEND_BATCH)
+        self.warmed: asyncio.Event | None = None
+        self.process = Worker("process", self._process, on_work=self.kick_outbox, batch=PROCESS_BATCH)
+        # One lock per mailbox: two daemons polling it at once would fetch the same mail twice.
+        poll = locked(ctx, f"poll:{ImapMailbox(cfg).key}", jobs.poll_mailbox)
+        self.poll = Worker("poll", lambda: asyncio.to_thread(poll), on_work=self.process.kick) \
+            if cfg.imap_enabled else None
+        # Every process keeps its own index in memory, so every process refreshes (no lock).
         self.knowledge = Worker("knowledge", lambda: asyncio.to_thread(ctx.retriever.refresh))
-        self.catalog = Worker("catalog", lambda: asyncio.to_thread(sync_catalog_job, ctx.settings),
-                              on_work=self.knowledge.kick)
-        self.digest = Worker("digest", lambda: asyncio.to_thread(_digest_job, ctx), on_work=self.kick_outbox)
-        self.reminders = Worker("reminders", lambda: asyncio.to_thread(_reminders_job, ctx),
-                                on_work=self.kick_outbox)
+        catalog = locked(ctx, "catalog-sync", lambda c: sync_catalog_job(c.settings))
+        self.catalog = Worker("catalog", lambda: asyncio.to_thread(catalog), on_work=self.knowledge.kick)
+        digest, reminders = locked(ctx, "digest", _digest_job), locked(ctx, "reminders", _reminders_job)
+        self.digest = Worker("digest", lambda: asyncio.to_thread(digest), on_work=self.kick_outbox)
+        self.reminders = Worker("reminders", lambda: asyncio.to_thread(reminders), on_work=self.kick_outbox)
         twilio = ctx.settings.twilio
-        self.twilio_poll = Worker("twilio-poll", lambda: asyncio.to_thread(_twilio_poll_job, ctx),
+        twilio_poll = locked(ctx, "twilio-poll", _twilio_poll_job)
+        self.twilio_poll = Worker("twilio-poll", lambda: asyncio.to_thread(twilio_poll),
                                   on_work=self.process.kick) if twilio.enabled and twilio.mode == "poll" else None
+        retention = locked(ctx, "retention", _retention_job)
+        self.retention = Worker("retention", lambda: asyncio.to_thread(retention)) \
+            if ctx.settings.privacy.retention_days > 0 else None
         self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def _process(self) -> int:
+        # Not before the warm-up: processing runs in a transaction, and on SQLite (one writer) a
+        # model loading inside it would hold up every webhook and poll for those seconds.
+        await self.warmed.wait()
+        return await asyncio.to_thread(jobs.process_pending, self.ctx, PROCESS_BATCH)
 
     def kick_outbox(self) -> None:
         self.send.kick()
@@ -140,6 +185,7 @@ class Daemon:
     async def run(self) -> None:
         loop = self.loop = asyncio.get_running_loop()
         self.stop_event = asyncio.Event()
+        self.warmed = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
@@ -147,7 +193,7 @@ class Daemon:
         scheduler = AsyncIOScheduler(timezone=timezone.utc)
         now = datetime.now(timezone.utc)
         workers = [w for w in (self.poll, self.process, self.send, self.texts, self.knowledge, self.catalog,
-                               self.digest, self.reminders, self.twilio_poll) if w]
+                               self.digest, self.reminders, self.twilio_poll, self.retention) if w]
         if self.poll:
             scheduler.add_job(self.poll.tick, "interval", seconds=self.ctx.settings.email.poll_interval_s,
                               next_run_time=now, id="poll")
@@ -174,7 +220,13 @@ class Daemon:
             scheduler.add_job(self.digest.tick, CronTrigger(hour=hour, minute=minute, timezone=self.ctx.settings.tz),
                               id="digest", misfire_grace_time=12 * 3600, coalesce=True)
         scheduler.add_job(self.reminders.tick, "interval", minutes=10, next_run_time=now, id="reminders")
+        if self.retention:
+            # Daily, and a minute after each start, so a daemon that is often down still purges.
+            scheduler.add_job(self.retention.tick, "interval", hours=24, id="retention",
+                              next_run_time=now + timedelta(minutes=1))
         scheduler.start()
+        warm_up = loop.create_task(asyncio.to_thread(self.warm_up), name="warm-up")
+        warm_up.add_done_callback(lambda _: self.warmed.set())
         server_task = None
         if self.app is not None:
             web = self.ctx.settings.web
@@ -189,12 +241,26 @@ class Daemon:
                 self.idle.stop()
             if self.server:
                 self.server.should_exit = True
+            with contextlib.suppress(Exception):
+                await warm_up
             for worker in workers:
                 await worker.wait()
             if server_task:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(server_task, timeout=10)
             log.info("stopped")
+
+    def warm_up(self) -> None:
+        """Load the local embedding model now, not when the first customer writes (a few seconds
+        after every start); the log line says when this daemon answers at full speed."""
+        started = time.monotonic()
+        try:
+            if self.ctx.settings.embeddings.provider == "local":  # a remote model has nothing to load
+                self.ctx.retriever.search("warm-up", k=1)
+        except Exception:  # the first real message will try again, and say why
+            log.exception("warming up the knowledge search failed")
+            return
+        log.info("ready: knowledge search warmed up in %.1f s", time.monotonic() - started)
 
     def describe(self) -> None:
         s = self.ctx.settings
@@ -211,3 +277,6 @@ class Daemon:
                      s.web.host, s.web.port)
         if not s.owner_address:
             log.info("no digest: set [digest] to (your address) for the daily digest and approval by email")
+        if self.ctx.db.is_postgres:
+            log.info("other daemons on this database share the work; the mailbox poll and the scheduled "
+                     "jobs run in one of them at a time")

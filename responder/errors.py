@@ -2,6 +2,8 @@
 
     DeskhandError
     ├── ConfigError          a setting is missing or wrong: start-up stops with one sentence
+    ├── DatabaseUnavailable  (responder.db) the database can't be reached or written: the unit
+    │                        of work rolls back and waits; logged once per outage
     └── DeliveryError        a channel could not deliver an outbound message
         ├── TransientError   try again later (SMTP 4xx, network errors, Twilio 429/5xx)
         ├── PermanentError   never retry (SMTP 5xx, invalid number, opted out)

@@ -7,15 +7,22 @@ vector and a native full-text index. A sync embeds only entries whose content ha
 found at once. The vectors are also kept in memory: at helpdesk scale a flat numpy scan is the
 fastest vector search there is (see bench/RESULTS.md). A missing, corrupt or foreign index
 (another embedding model) is rebuilt from the folder; the folder is the truth.
+
+Several daemons on one machine share the index folder: a sync holds an exclusive ``flock`` on
+``<index>.lock`` beside it, so only one process writes at a time and the next one finds the
+entries already embedded (two writers would add the same rows twice, or one would delete the
+folder under the other during a rebuild). The lock goes with the process, a killed one included.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import re
 import shutil
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from hashlib import sha1
 from pathlib import Path
@@ -46,16 +53,33 @@ class SyncReport:
     version: str = ""
 
 
-def index_path(data_dir: Path, folder: Path) -> Path:
+def index_path(data_dir: Path, folder: Path, root: Path | None = None) -> Path:
+    """The folder's index under ``root`` ([knowledge] index_dir), by default ``<data_dir>/index``."""
     folder = folder.resolve()
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", folder.name).strip("-") or "knowledge"
-    return data_dir / "index" / f"{slug}-{sha1(str(folder).encode()).hexdigest()[:10]}"
+    return (root or data_dir / "index") / f"{slug}-{sha1(str(folder).encode()).hexdigest()[:10]}"
+
+
+@contextmanager
+def _exclusive(lock_file: Path):
+    """Hold an exclusive flock on ``lock_file``, waiting (and saying so) while another process has it."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another process to finish updating the knowledge index %s", lock_file.stem)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class KnowledgeIndex:
-    def __init__(self, folder: Path, data_dir: Path, embedder):
+    def __init__(self, folder: Path, data_dir: Path, embedder, *, root: Path | None = None):
         self.folder = Path(folder).resolve()
-        self.path = index_path(Path(data_dir), self.folder)
+        self.path = index_path(Path(data_dir), self.folder, root)
         self.embedder = embedder
         self.lock = threading.RLock()
         self.entries: list[Entry] = []   # row i of ``matrix`` is ``entries[i]``
@@ -70,7 +94,7 @@ class KnowledgeIndex:
     def sync(self, knowledge: Knowledge | None = None) -> SyncReport:
         """Bring the table in line with the folder; embed only what changed."""
         knowledge = knowledge or load_knowledge(self.folder)
-        with self.lock:
+        with self.lock, _exclusive(self.path.with_name(self.path.name + ".lock")):
             report = SyncReport(warnings=list(knowledge.warnings), version=knowledge.version)
             try:
                 table, existing, report.rebuilt = self._open()

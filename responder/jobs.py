@@ -144,7 +144,10 @@ def _store_batch(ctx: Context, box: ImapMailbox, batch: list[int]) -> list[int]:
     mails = list(box.fetch(batch))
     stored: list[int] = []
     with ctx.db.transaction() as session:
-        cursor = session.exec(select(MailboxCursor).where(MailboxCursor.mailbox == box.key)).one()
+        # Locked: should a poll lock's connection die mid-poll, a second poller waits here rather
+        # than move the cursor back.
+        cursor = session.exec(select(MailboxCursor).where(MailboxCursor.mailbox == box.key)
+                              .with_for_update()).one()
         for mail in mails:
             if mail.internaldate and as_utc(mail.internaldate) < cursor.since - timedelta(minutes=1):
                 continue  # older than the cut-off: reached only through a resync

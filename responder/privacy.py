@@ -1,7 +1,8 @@
 """Privacy: forget one customer on request, and purge conversations older than the retention period.
 
-Runs beside the message flow, never inside it: ``python run.py forget CUSTOMER`` (``cmd_forget`` ->
-``forget_customer``) and the daemon's daily job (``purge_expired``). Rows are deleted, not blanked.
+Runs beside the message flow, never inside it: ``python run.py forget CUSTOMER`` (``commands.cmd_forget`` ->
+``forget_customer``) and the daemon's daily job (``responder.retention.purge_expired``, which
+erases with the helpers here). Rows are deleted, not blanked.
 For a set of threads that means their messages (the raw mail too), drafts with their events,
 feedback and lessons, and outbox rows (unsent ones are cancelled: they never go out). Forgetting
 a customer also takes the mail stored outside any thread that carries their address or number
@@ -20,19 +21,16 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
 
-from sqlalchemy import String, and_, cast, delete, exists, func, or_
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import String, and_, cast, delete, func, or_
 from sqlmodel import Session, col, select
 
 from responder.clock import as_utc, utcnow
 from responder.customers import find_customer, phone_of
 from responder.errors import DeskhandError
-from responder.models import (Alert, Customer, CustomerLink, Digest, Draft, DraftEvent, DraftStatus, Feedback, Identity,
+from responder.models import (Alert, Customer, CustomerLink, Digest, Draft, DraftEvent, Feedback, Identity,
                               Lesson, Message, Outbox, OutboxStatus, Thread)
 
 log = logging.getLogger("deskhand.privacy")
@@ -266,106 +264,6 @@ def forget_customer(session: Session, customer: Customer, *, settings=None, dry_
         session.flush()
         _scrub(session, erased, words, snippets, settings)
     return erased
-
-
-# --- retention ---------------------------------------------------------------------------------------
-
-def _expired_threads(session: Session, cutoff, limit: int) -> list[tuple[int, int]]:
-    """(thread id, customer id) of threads quiet since ``cutoff``, with nothing waiting or in flight."""
-    recent = exists().where(Message.thread_id == Thread.id, Message.received_at >= cutoff)
-    busy = exists().where(Outbox.thread_id == Thread.id, col(Outbox.status).in_([*UNSENT, OutboxStatus.SENDING]))
-    waiting = exists().where(Draft.thread_id == Thread.id, Draft.status == DraftStatus.PENDING)
-    return list(session.exec(select(Thread.id, Thread.customer_id).where(
-        Thread.updated_at < cutoff, ~recent, ~busy, ~waiting).order_by(col(Thread.id)).limit(limit)))
-
-
-def purge_expired(ctx) -> int:
-    """The daily job: erase conversations whose last message is older than ``[privacy]
-    retention_days`` (0: keep forever), a batch per transaction; customers left without any
-    thread go too (a number that texted STOP is kept, so STOP stays honoured). Also messages
-    outside threads and owner mail past the cutoff. Returns the number of threads erased."""
-    days = ctx.settings.privacy.retention_days
-    if not days:
-        return 0
-    cutoff, total, erased = utcnow() - timedelta(days=days), 0, Erased()
-    while not ctx.stopping.is_set():
-        with ctx.db.transaction() as session:
-            found = _expired_threads(session, cutoff, BATCH)
-            loose = set(session.exec(select(Message.id).where(
-                col(Message.thread_id).is_(None), Message.received_at < cutoff,
-                Message.status != "received").limit(BATCH * 5)))
-            if not found and not loose:
-                break
-            _erase(session, erased, threads={t for t, _ in found}, messages=loose, dry_run=False)
-            session.flush()
-            alone = {c for _, c in found if not session.exec(select(Thread.id).where(Thread.customer_id == c)).first()
-                     and not session.exec(select(Message.id).where(Message.customer_id == c)).first()}
-            _erase_customers(session, erased, alone, keep_opted_out=True, dry_run=False)
-        total += len(found)
-    with ctx.db.transaction() as session:  # digests and other owner mail past the cutoff
-        old = set(session.exec(select(Outbox.id).where(
-            col(Outbox.thread_id).is_(None), col(Outbox.draft_id).is_(None), Outbox.created_at < cutoff,
-            col(Outbox.status).not_in([*UNSENT, OutboxStatus.SENDING]))))
-        _delete(session, Digest, Digest.outbox_id, old)
-        erased.counts["owner mails"] += _delete(session, Outbox, Outbox.id, old)
-        erased.counts["alerts"] += session.exec(delete(Alert).where(
-            Alert.created_at < cutoff, or_(col(Alert.until).is_(None), Alert.until < cutoff))).rowcount
-    if any(erased.counts.values()):
-        _audit(ctx.settings, {"action": "retention", "days": days, "erased": dict(erased.counts)}, level=logging.INFO)
-    return total
-
-
-# --- python run.py forget CUSTOMER [--yes] --------------------------------------------------------------
-
-def cmd_forget(settings, args) -> int:
-    """Reads ``args.customer`` and ``args.yes``; asks before erasing unless ``--yes``."""
-    from responder.db import Database
-
-    db = Database(settings.database_url)
-    try:
-        db.migrate()
-        with db.transaction() as session:
-            customer = find(session, args.customer)
-            if customer is None:
-                print(f"No customer has the address, number or id {args.customer!r}; nothing was erased.",
-                      file=sys.stderr)
-                return 1
-            customer_id = customer.id
-            shown = ", ".join(i.value for i in session.exec(select(Identity).where(
-                Identity.customer_id == customer_id))) or "no address or number"
-            planned = forget_customer(session, customer, dry_run=True)
-        print(f"Customer #{customer_id} ({shown}): {planned.summary()}.")
-        if not args.yes:
-            try:
-                answer = input("Erase all of this for good? Type yes to go on: ")
-            except EOFError:
-                answer = ""
-            if answer.strip().lower() != "yes":
-                print("Nothing was erased.")
-                return 1
-        with db.transaction() as session:
-            customer = session.get(Customer, customer_id)
-            if customer is None:
-                print(f"Customer #{customer_id} is already gone.")
-                return 0
-            erased = forget_customer(session, customer, settings=settings)
-    except PrivacyError as exc:
-        print(f"{exc} Nothing was erased.", file=sys.stderr)
-        return 1
-    except IntegrityError:  # a message of theirs was stored meanwhile and points at a row we erased
-        print("They wrote while being forgotten, so nothing was erased; run the command again.", file=sys.stderr)
-        return 1
-    finally:
-        db.dispose()
-    preview = settings.data_dir / "digest-preview.html"  # `digest --print` may have quoted them
-    if preview.exists():
-        preview.unlink()
-    _audit(settings, {"action": "forget", "customer": customer_id, "erased": dict(erased.counts)})
-    print(f"Erased customer #{customer_id}: {erased.summary()}.")
-    for note in erased.notes + ["their mail is still in the mailbox and their texts in Twilio's log: "
-                                "Deskhand never deletes those; remove them there if you must"]:
-        print(f"Note: {note}.")
-    return 0
 
 
 def _audit(settings, entry: dict, level: int = logging.WARNING) -> None:

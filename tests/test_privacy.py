@@ -22,7 +22,7 @@ from sqlmodel import SQLModel, select
 
 from fakes.twilio_api import FakeTwilio
 from helpers import ROOT, customer_mail, write_settings
-from responder import approvals, customers, digest, feedback, privacy
+from responder import approvals, customers, digest, feedback, privacy, retention
 from responder.clock import as_utc, clock, utcnow
 from responder.context import Context, build_context
 from responder.db import Database
@@ -300,10 +300,10 @@ def test_retention_purges_old_conversations_and_keeps_recent_ones(shop, monkeypa
     email_in(ctx, "Hi! How much is shipping to Texas?", sender="new@customer.test")
     send_all(ctx)
     ctx.settings.privacy.retention_days = 0
-    assert privacy.purge_expired(ctx) == 0  # 0: kept forever
+    assert retention.purge_expired(ctx) == 0  # 0: kept forever
     ctx.settings.privacy.retention_days = 30
 
-    assert privacy.purge_expired(ctx) == 5
+    assert retention.purge_expired(ctx) == 5
     with ctx.db.transaction() as session:
         addresses = {i.value for i in session.exec(select(Identity))}
         threads = session.exec(select(Thread)).all()
@@ -313,6 +313,6 @@ def test_retention_purges_old_conversations_and_keeps_recent_ones(shop, monkeypa
     assert len(threads) == 2 and {t.subject for t in threads} == {"Gift cards", "A question"}
     assert all(as_utc(m.received_at) > utcnow() - timedelta(days=1) for m in messages)
     assert stop.opted_out_at is not None  # STOP is still honoured if they text again
-    assert privacy.purge_expired(ctx) == 0
+    assert retention.purge_expired(ctx) == 0
     log = (shop.config.parent / "data" / "privacy.log").read_text()
     assert '"action": "retention"' in log and "customer.test" not in log
