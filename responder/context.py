@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from responder.db import Database
+from responder.db import Database, ensure_writable
 from responder.locks import job_lock
 
 
@@ -30,6 +30,8 @@ def build_context(settings, *, drafter=None, knowledge_dir: Path | None = None, 
     from responder.retrieve import Retriever
     from responder.index import KnowledgeIndex
 
+    # The index and the secret key live in the data folder even when the database is PostgreSQL.
+    ensure_writable(settings.data_dir)
     db = Database(database_url or settings.database_url)
     if migrate:
         # Daemons started together on one PostgreSQL would race to create the same tables.
