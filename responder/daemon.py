@@ -27,7 +27,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from channels.email.imap import IMAP_ERRORS, IdleWatcher, ImapMailbox
-from responder import jobs, texting
+from responder import jobs, spool, texting
 from responder.catalog_sync import sync_catalog_job
 from responder.context import Context
 from responder.db import DatabaseUnavailable
@@ -160,6 +160,7 @@ class Daemon:
         # Not before the warm-up: processing runs in a transaction, and on SQLite (one writer) a
         # model loading inside it would hold up every webhook and poll for those seconds.
         await self.warmed.wait()
+        await asyncio.to_thread(spool.drain, self.ctx)  # texts kept while the database was away
         return await asyncio.to_thread(jobs.process_pending, self.ctx, PROCESS_BATCH)
 
     def kick_outbox(self) -> None:

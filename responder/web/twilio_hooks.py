@@ -4,6 +4,8 @@ Sits at the edge (Zulip's gateway, Chatwoot's Twilio callback): every request is
 cap, checked against its ``X-Twilio-Signature`` (``channels.twilio.webhook``), stored idempotently
 in one transaction and answered at once - empty TwiML for a message, 200 for a status. The
 process job drafts later (``on_inbound`` wakes it); nothing is drafted or sent in a request.
+With the database away, a checked text is kept in the data folder's spool (``responder.spool``)
+and still answered 200, since Twilio never sends an inbound webhook again.
 
 Routes: ``POST /twilio/sms`` and ``/twilio/whatsapp`` (one handler), ``POST /twilio/status``.
 Refusals store nothing, are logged with their reason and answered with a plain status:
@@ -25,7 +27,8 @@ from channels.twilio.poll import store_record
 from channels.twilio.webhook import (EMPTY_TWIML, MAX_BODY_BYTES, DeliveryStatus, FormParams, WebhookRefused,
                                      decode_form, is_forward, read_inbound, read_status, signature_error,
                                      signed_url)
-from responder import optout
+from responder import optout, spool
+from responder.db import DatabaseUnavailable
 from responder.errors import ConfigError
 from responder.models import Outbox
 from responder.normalize import normalize_phone
@@ -110,7 +113,20 @@ async def inbound_message(request: Request) -> Response:
         record = read_inbound(params, path=request.url.path)
     except WebhookRefused as refused:
         return refuse(request, refused)
-    message_id = await run_in_threadpool(store_inbound, st.ctx, record)
+    try:
+        message_id = await run_in_threadpool(store_inbound, st.ctx, record)
+    except DatabaseUnavailable as away:
+        # Twilio doesn't retry an inbound webhook: keep the checked text on disk and say 200;
+        # the process job stores it when the database answers (responder.spool). If the disk
+        # can't take it either, the 503 stands.
+        try:
+            path = await run_in_threadpool(spool.keep, st.ctx.settings, record)
+        except OSError as exc:
+            log.error("database away and %s could not be spooled (%s): answered 503", record.provider_id, exc)
+            raise away from None
+        log.warning("database away: %s %s kept in %s until it is back", record.channel, record.provider_id,
+                    path.parent)
+        return Response(EMPTY_TWIML, media_type="text/xml")
     if message_id is None:
         log.info("Twilio sent %s again: already stored, answered without storing", record.provider_id)
     else:
