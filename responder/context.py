@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from responder.db import Database, ensure_writable
+from responder.signals import warm_up as warm_signals
 from responder.locks import job_lock
 
 
@@ -41,6 +42,7 @@ def build_context(settings, *, drafter=None, knowledge_dir: Path | None = None, 
                            root=index_root(settings))
     retriever = Retriever(index)
     retriever.refresh(force=True)
+    warm_signals()  # before any transaction needs them (see responder.signals.warm_up)
     return Context(settings=settings, db=db, drafter=drafter or make_drafter(settings), retriever=retriever)
 
 

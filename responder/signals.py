@@ -277,3 +277,13 @@ def _compute(text, *, subject, channel, earlier, settings) -> Signals:
         emoji_only=emoji_only(main), gibberish=is_gibberish(main),
         long_paste=len(raw) > config.long_paste_chars or start is not None, paste_start=start,
         sensitive=sensitive_topics(words, config), injection=injection_attempt(words))
+
+
+def warm_up() -> None:
+    """Load the language and sentiment detectors now: loading them lazily inside the first
+    message's transaction took seconds (up to SQLite's lock timeout on a busy machine), during
+    which every other writer waited."""
+    from responder.frustration import _analyser
+    from responder.language import _load
+    _load()
+    _analyser()

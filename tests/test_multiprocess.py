@@ -320,7 +320,7 @@ def test_three_daemons_answer_one_mailbox_exactly_once_when_one_is_killed(tmp_pa
     expected = {f"<mp{n}@shoppers.test>" for n in range(MESSAGES)}
     assert set(per_original) <= expected
     missing = expected - set(per_original)
-    assert missing <= {o.in_reply_to for o in in_doubt}, f"{len(missing)} messages never answered"
+    assert missing <= {f"<{(o.in_reply_to or '').strip('<>')}>" for o in in_doubt}, f"{len(missing)} messages never answered"
 
     processed = [_log_lines(p, r"deskhand\.pipeline: message \d+ from") for p in logs]
     stored = [_log_lines(p, r"stored \d+ new message") for p in logs]

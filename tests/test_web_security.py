@@ -270,7 +270,7 @@ def _post_form(port: int, public: str, path: str, form: dict, token: str | None)
 def test_the_daemon_log_holds_no_secret_address_or_number(tmp_path, monkeypatch):
     require_dovecot()
     with Dovecot(password=SECRETS["IMAP password"]) as dovecot, \
-            SmtpCapture(credentials=(dovecot.username, "the-right-smtp-password")) as smtp, \
+            SmtpCapture(credentials=(dovecot.username, SECRETS["SMTP password"])) as smtp, \
             FakeOpenAIChat() as llm, FakeTwilio() as twilio:
         monkeypatch.setenv(PASSWORD_ENV, SECRETS["IMAP password"])
         monkeypatch.setenv("DESKHAND_LOGTEST_SMTP_PW", SECRETS["SMTP password"])
@@ -296,8 +296,7 @@ def test_the_daemon_log_holds_no_secret_address_or_number(tmp_path, monkeypatch)
         proc = start_daemon(config, log_path)
         try:
             wait_until(lambda: _web_up(port), 90, "the daemon's web server")
-            # Refused by the mail server with the address in its answer (and, once Deskhand logs in to
-            # SMTP, refused at the login already: the password configured for it is wrong).
+            # Logged in to SMTP with the secret password, then refused with the address in the answer.
             smtp.fail_next(550, f"5.1.1 <{PAT_EMAIL}>: Recipient address rejected", count=5, stage="rcpt")
             dovecot.append(customer_mail("Hi! How much is shipping to Texas? My number is +1 415 555 0199.",
                                          sender=f"Pat Lee <{PAT_EMAIL}>"))
