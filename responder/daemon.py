@@ -35,7 +35,7 @@ from responder.errors import ConfigError
 from responder.locks import job_lock
 
 log = logging.getLogger("deskhand.daemon")
-PROCESS_BATCH = 100   # messages per process run; a full run goes again at once (the queue is long)
+PROCESS_BATCH = 128   # messages per process run (4 prepared batches); a full run goes again at once
 SEND_BATCH = 200
 
 
@@ -137,7 +137,8 @@ class Daemon:
         self.warmed: asyncio.Event | None = None
         self.process = Worker("process", self._process, on_work=self.kick_outbox, batch=PROCESS_BATCH)
         # One lock per mailbox: two daemons polling it at once would fetch the same mail twice.
-        poll = locked(ctx, f"poll:{ImapMailbox(cfg).key}", jobs.poll_mailbox)
+        poll = locked(ctx, f"poll:{ImapMailbox(cfg).key}",
+                      lambda c: jobs.poll_mailbox(c, on_stored=self.kick_process))  # each batch, at once
         self.poll = Worker("poll", lambda: asyncio.to_thread(poll), on_work=self.process.kick) \
             if cfg.imap_enabled else None
         # Every process keeps its own index in memory, so every process refreshes (no lock).

@@ -17,6 +17,7 @@ import numpy as np
 from responder.errors import ConfigError
 
 log = logging.getLogger("deskhand.embeddings")
+QUERY_BATCH = 128  # up to this many texts at once count as questions (one torch thread)
 
 
 class Embedder(Protocol):
@@ -37,7 +38,11 @@ class LocalEmbedder:
     name = "local:all-MiniLM-L6-v2"
     dim = 384
 
-    def __init__(self, batch_size: int = 64):
+    # sentence-transformers sorts a call's texts by length and pads each batch to its longest:
+    # in batches of 64, one pasted email made fifty short questions cost 30 times as much;
+    # 8 keeps a long text with few others (bench/backlog.py: 2.8 ms a short question in a
+    # batch on one thread, 9.7 ms alone).
+    def __init__(self, batch_size: int = 8):
         self.batch_size = batch_size
         self._model = None
         self._lock = threading.Lock()
@@ -61,10 +66,12 @@ class LocalEmbedder:
 
         model = self._load()
         with self._lock:  # one batch at a time: torch already uses every core for a big one
-            # A question or two gains nothing from a second thread, and idle torch threads spin
-            # and slow the full-text search that runs beside them (bench/knowledge_speed.py).
+            # Questions, even a batch of them, get one thread: idle torch threads spin and slow
+            # the full-text search beside them (bench/knowledge_speed.py), and the process job
+            # routes one batch in Python while the next one embeds (bench/backlog.py). Building
+            # an index (hundreds of entries) takes every core.
             threads = torch.get_num_threads()
-            if len(texts) <= 4:
+            if len(texts) <= QUERY_BATCH:
                 torch.set_num_threads(1)
             try:
                 vectors = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,

@@ -16,7 +16,7 @@ from sqlmodel import col, or_, select
 from channels.base import Outbound
 from channels.email.imap import ANSWERED, IMAP_ERRORS, STORED_KEYWORD, ImapMailbox
 from channels.email.smtp import SmtpSender
-from responder import outbox
+from responder import outbox, prepare
 from responder.clock import as_utc, utcnow
 from responder.context import Context
 from responder.db import DatabaseUnavailable, claim
@@ -77,8 +77,11 @@ def server_backoff(key: str) -> ServerBackoff:
 
 # --- poll -------------------------------------------------------------------------------------
 
-def poll_mailbox(ctx: Context) -> int:
+def poll_mailbox(ctx: Context, on_stored=None) -> int:
     """Fetch mail newer than the cursor, store it, then flag the originals. Returns rows stored.
+
+    ``on_stored()`` is called after each batch is committed (the daemon starts processing it
+    while the next batch is fetched: a backlog of thousands is not stored in full first).
 
     A mailbox that can't be read (login refused, connection dropped mid-FETCH, server down) is
     one log line and a backoff, never a crash. Nothing is lost: the cursor moves only past mail
@@ -91,7 +94,7 @@ def poll_mailbox(ctx: Context) -> int:
     stored: list[int] = []
     try:
         with box:
-            _poll(ctx, box, stored)
+            _poll(ctx, box, stored, on_stored)
     except IMAP_ERRORS as exc:
         delay = backoff.failed()
         log.warning("cannot read the mailbox %s: %s; %s", box.key, str(exc) or type(exc).__name__,
@@ -101,7 +104,7 @@ def poll_mailbox(ctx: Context) -> int:
     return len(stored)
 
 
-def _poll(ctx: Context, box: ImapMailbox, stored: list[int]) -> None:
+def _poll(ctx: Context, box: ImapMailbox, stored: list[int], on_stored=None) -> None:
     batch_size = ctx.settings.email.fetch_batch
     cursor = _cursor(ctx, box)
     uids = box.uids_after(cursor.last_uid)
@@ -110,6 +113,8 @@ def _poll(ctx: Context, box: ImapMailbox, stored: list[int]) -> None:
             break
         new_uids = _store_batch(ctx, box, uids[start:start + batch_size])
         stored += new_uids
+        if new_uids and on_stored is not None:
+            on_stored()
         _flag(ctx, box, new_uids, [STORED_KEYWORD], "imap_flagged")
     _sync_flags(ctx, box)
 
@@ -194,29 +199,45 @@ def _sync_flags(ctx: Context, box: ImapMailbox) -> None:
 # --- process ----------------------------------------------------------------------------------
 
 def process_pending(ctx: Context, limit: int = 100) -> int:
-    """Route stored messages one transaction each; failures are retried, then quarantined."""
+    """Route stored messages one transaction each; failures are retried, then quarantined.
+
+    Messages are taken in batches (``responder.prepare``): a batch's questions are embedded in one
+    model call, outside any transaction, and the next batch is prepared on another thread while
+    this one is claimed and routed, message by message."""
     done = 0
-    while done < limit and not ctx.stopping.is_set():
-        with ctx.db.transaction() as session:
-            rows = claim(select(Message).where(
-                Message.direction == "in", Message.status == MessageStatus.RECEIVED,
-                or_(col(Message.next_attempt_at).is_(None), Message.next_attempt_at <= utcnow()))
-                .order_by(col(Message.id)), session, 1)
-            if not rows:
+    batch = prepare.upcoming(ctx, min(prepare.BATCH, limit))
+    prepare.prepare_batch(ctx, batch)
+    while batch and not ctx.stopping.is_set():
+        following = prepare.ahead(ctx, batch[-1].id, min(prepare.BATCH, limit - done - len(batch)))
+        for _ in batch:
+            if ctx.stopping.is_set() or not _process_next(ctx):
                 return done
-            message = rows[0]
-            try:
-                with session.begin_nested():
-                    process_message(session=session, message=message, settings=ctx.settings,
-                                  drafter=ctx.drafter, retriever=ctx.retriever)
-            except DatabaseUnavailable:
-                raise  # not the message's fault: it stays received, no attempt counted
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                log.exception("processing message %s failed", message.id)
-                _record_failure(session, message, error, ctx.settings.email.max_process_attempts)
-        done += 1
+            done += 1
+        batch = following.result()
     return done
+
+
+def _process_next(ctx: Context) -> bool:
+    """Claim the next stored message and route it in its own transaction; False if none is left."""
+    with ctx.db.transaction() as session:
+        rows = claim(select(Message).where(
+            Message.direction == "in", Message.status == MessageStatus.RECEIVED,
+            or_(col(Message.next_attempt_at).is_(None), Message.next_attempt_at <= utcnow()))
+            .order_by(col(Message.id)), session, 1)
+        if not rows:
+            return False
+        message = rows[0]
+        try:
+            with session.begin_nested():
+                process_message(session=session, message=message, settings=ctx.settings,
+                                drafter=ctx.drafter, retriever=ctx.retriever)
+        except DatabaseUnavailable:
+            raise  # not the message's fault: it stays received, no attempt counted
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            log.exception("processing message %s failed", message.id)
+            _record_failure(session, message, error, ctx.settings.email.max_process_attempts)
+    return True
 
 
 def _record_failure(session, message: Message, error: str, max_attempts: int) -> None:
