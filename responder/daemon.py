@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import signal
 import time
@@ -57,6 +58,15 @@ def _reminders_job(ctx: Context) -> int:
 def _retention_job(ctx: Context) -> int:
     from responder.retention import purge_expired
     return purge_expired(ctx)
+
+
+def release_free_memory() -> None:
+    """Hand the heap that start-up freed (model files read, the index built) back to the system:
+    glibc keeps it otherwise, and the daemon's resident size is what a small server feels."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to do
+        pass
 
 
 def locked(ctx: Context, name: str, fn):
@@ -262,6 +272,7 @@ class Daemon:
         except Exception:  # the first real message will try again, and say why
             log.exception("warming up the knowledge search failed")
             return
+        release_free_memory()
         log.info("ready: knowledge search warmed up in %.1f s", time.monotonic() - started)
 
     def describe(self) -> None:
