@@ -255,13 +255,17 @@ def _record_failure(session, message: Message, error: str, max_attempts: int) ->
 def claim_outbound(ctx: Context, channel: str) -> Outbound | None:
     with ctx.db.transaction() as session:
         outbox.expire_leases(session=session)
-        row = outbox.claim_next(session=session, channel=channel)
-        if row is None:
-            return None
-        return Outbound(outbox_id=row.id, recipient=row.recipient, subject=row.subject,
-                        body_text=row.body_text, message_id=row.message_id, in_reply_to=row.in_reply_to,
-                        references=tuple(row.references or ()), automatic=row.automatic,
-                        body_html=row.body_html, extra=dict(row.extra or {}))
+        return _claim(session, channel)
+
+
+def _claim(session, channel: str) -> Outbound | None:
+    row = outbox.claim_next(session=session, channel=channel)
+    if row is None:
+        return None
+    return Outbound(outbox_id=row.id, recipient=row.recipient, subject=row.subject,
+                    body_text=row.body_text, message_id=row.message_id, in_reply_to=row.in_reply_to,
+                    references=tuple(row.references or ()), automatic=row.automatic,
+                    body_html=row.body_html, extra=dict(row.extra or {}))
 
 
 def has_outbound(ctx: Context, channel: str) -> bool:
@@ -273,31 +277,38 @@ def has_outbound(ctx: Context, channel: str) -> bool:
 
 
 def record_result(ctx: Context, item: Outbound, *, provider_id: str | None = None,
-                  error: Exception | None = None) -> None:
-    """Record what the channel did with ``item``. The reply is out of our hands already, so if the
-    database is away (restarting), wait for it while the send lease holds rather than leave a sent
-    reply ``sending``, to turn ``unknown`` when the lease runs out."""
+                  error: Exception | None = None, claim_next: str | None = None) -> Outbound | None:
+    """Record what the channel did with ``item``; with ``claim_next`` (a channel), claim that
+    channel's next row in the same transaction and return it (one commit per reply, not two).
+
+    The reply is out of our hands already, so if the database is away (restarting), wait for it
+    while the send lease holds rather than leave a sent reply ``sending``, to turn ``unknown``
+    when the lease runs out."""
     deadline = time.monotonic() + outbox.SEND_LEASE.total_seconds() / 2
     while True:
         try:
-            return _record_result(ctx, item, provider_id=provider_id, error=error)
+            return _record_result(ctx, item, provider_id=provider_id, error=error, claim_next=claim_next)
         except DatabaseUnavailable:
             if time.monotonic() > deadline or ctx.stopping.is_set():
                 raise
             time.sleep(1)
 
 
-def _record_result(ctx: Context, item: Outbound, *, provider_id: str | None, error: Exception | None) -> None:
+def _record_result(ctx: Context, item: Outbound, *, provider_id: str | None, error: Exception | None,
+                   claim_next: str | None) -> Outbound | None:
+    status = None
     with ctx.db.transaction() as session:
         if error is None:
             outbox.mark_sent(session=session, outbox_id=item.outbox_id, provider_id=provider_id or "")
-            return
-        if isinstance(error, UnknownOutcome):  # maybe delivered: at most once, so never retried
+        elif isinstance(error, UnknownOutcome):  # maybe delivered: at most once, so never retried
             status = outbox.mark_unknown(session=session, outbox_id=item.outbox_id, error=str(error))
         else:
             status = outbox.mark_failed(session=session, outbox_id=item.outbox_id, error=str(error),
                                         permanent=isinstance(error, PermanentError))
-    log.warning("reply %s to %s: %s (%s)", item.outbox_id, item.recipient, status, error)
+        following = _claim(session, claim_next) if claim_next and not ctx.stopping.is_set() else None
+    if error is not None:
+        log.warning("reply %s to %s: %s (%s)", item.outbox_id, item.recipient, status, error)
+    return following
 
 
 async def send_email_outbox(ctx: Context, limit: int = 200) -> int:
@@ -317,19 +328,19 @@ async def send_email_outbox(ctx: Context, limit: int = 200) -> int:
     try:
         async with SmtpSender(settings.email, from_name=settings.store.name) as sender:
             backoff.succeeded()
-            while tried < limit and not ctx.stopping.is_set():
-                item = await asyncio.to_thread(claim_outbound, ctx, "email")
-                if item is None:
-                    break
+            item = await asyncio.to_thread(claim_outbound, ctx, "email")
+            while item is not None:
                 tried += 1
+                more = "email" if tried < limit else None  # claimed while this one is recorded
                 try:
                     receipt = await sender.send(item)
                 except DeliveryError as exc:
-                    await asyncio.to_thread(record_result, ctx, item, error=exc)
-                    if not sender.is_connected:
-                        break  # the rest wait for a fresh connection on the next run
+                    if not sender.is_connected:  # the rest wait for a fresh connection on the next run
+                        more = None
+                    item = await asyncio.to_thread(record_result, ctx, item, error=exc, claim_next=more)
                     continue
-                await asyncio.to_thread(record_result, ctx, item, provider_id=receipt.provider_id)
+                item = await asyncio.to_thread(record_result, ctx, item, provider_id=receipt.provider_id,
+                                               claim_next=more)
     except TransientError as exc:  # only connecting raises here; each row's errors are recorded above
         log.warning("cannot send replies now: %s; %s", exc, backoff.describe(backoff.failed()))
     return tried
