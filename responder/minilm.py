@@ -78,8 +78,9 @@ class MiniLMEncoder:
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-        with torch.device("meta"):  # no memory for weights that the file's replace at once
-            self.model = MiniLM(json.loads((folder / "config.json").read_text()))
+        # Built on the CPU, not on torch's "meta" device: that imports torch's compiler and sympy,
+        # 70 MB and 0.7 s more than the weights it would save (bench/memory.py).
+        self.model = MiniLM(json.loads((folder / "config.json").read_text()))
         self.model.load_bert(load_file(str(folder / "model.safetensors")))
         self.model.eval()
 
