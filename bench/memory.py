@@ -269,8 +269,13 @@ def fig_soak(args, index: Path, out: dict) -> None:
 
         def replies() -> int:
             return len(daemon.smtp.messages) + (len(daemon.twilio.created) if args.sms else 0)
-        daemon.until(lambda: replies() >= total, 120, f"{total} replies")
+        with contextlib.suppress(SystemExit):  # an hour's memory figures are kept even then
+            daemon.until(lambda: replies() >= total, 120, f"{total} replies")
         answered = replies()
+        if answered < total:  # keep the daemon's log and database to find out why
+            kept = Path(tempfile.gettempdir()) / f"deskhand-soak-{uuid.uuid4().hex[:8]}"
+            shutil.copytree(daemon.folder, kept, ignore=shutil.ignore_patterns("index"))
+            out["soak_kept"] = str(kept)
     start = t0 - daemon.started
     windows = [statistics.median([m for t, m in samples if k * window <= t - start < (k + 1) * window] or [0.0])
                for k in range(12)]
@@ -279,6 +284,9 @@ def fig_soak(args, index: Path, out: dict) -> None:
                    f"median RSS MB per {window / 60:.3g}-minute window": [round(w, 1) for w in windows]}
     figure = f"RSS growth over a {args.soak_minutes:g}-minute soak at 1 msg/s ({answered}/{total} replies)"
     out["rows"].append((figure, f"{growth:+.1f} %", "≤ 5 %", growth <= 5 and answered == total))
+    if answered < total:
+        print(f"{total - answered} of {total} messages got no reply; the daemon's folder is kept in "
+              f"{out['soak_kept']}", file=sys.stderr)
 
 
 def report(out: dict) -> None:

@@ -135,7 +135,10 @@ def low_confidence(f: RouteFacts) -> str | None:
     if confidence is None:
         return "confidence unknown"
     if confidence < f.threshold:
-        return f"confidence {confidence:.2f} is below the auto-send threshold {f.threshold:.2f}"
+        shown = f"{confidence:.2f}"
+        if shown == f"{f.threshold:.2f}":  # 0.749 against 0.75: never "0.75 is below 0.75"
+            shown = f"{confidence:.3f}"
+        return f"confidence {shown} is below the auto-send threshold {f.threshold:.2f}"
     return None
 
 

@@ -30,6 +30,8 @@ def test_caps_low_confidence_and_switches_hold_for_review():
     assert "cap 8" in decide(facts(sender_auto_today=8)).reasons[0]
     assert "cap 4" in decide(facts(thread_auto_today=4)).reasons[0]
     assert decide(facts(confidence=0.5)).reasons == ["confidence 0.50 is below the auto-send threshold 0.75"]
+    # Just under: the reason shows the digit that makes it so (a one-hour soak held a 0.749).
+    assert decide(facts(confidence=0.749)).reasons == ["confidence 0.749 is below the auto-send threshold 0.75"]
     assert decide(facts(confidence=None)).reasons == ["confidence unknown"]
     assert decide(facts(auto_send_enabled=False)).reasons == ["automatic sending is off for email"]
     empty = RouteFacts(channel="email", text="   ", draft=None)
