@@ -11,7 +11,7 @@ import logging
 import time
 from datetime import timedelta
 
-from sqlmodel import col, or_, select
+from sqlmodel import col, select
 
 from channels.base import Outbound
 from channels.email.imap import ANSWERED, IMAP_ERRORS, STORED_KEYWORD, ImapMailbox
@@ -175,10 +175,7 @@ def process_pending(ctx: Context, limit: int = 100) -> int:
 def _process_next(ctx: Context) -> bool:
     """Claim the next stored message and route it in its own transaction; False if none is left."""
     with ctx.db.transaction() as session:
-        rows = claim(select(Message).where(
-            Message.direction == "in", Message.status == MessageStatus.RECEIVED,
-            or_(col(Message.next_attempt_at).is_(None), Message.next_attempt_at <= utcnow()))
-            .order_by(col(Message.id)), session, 1)
+        rows = claim(prepare.due(), session, 1)
         if not rows:
             return False
         message = rows[0]

@@ -27,15 +27,20 @@ BATCH = 32  # MiniLM's cost per question stops falling around here on two cores
 _AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
 
 
+def due():
+    """Stored inbound messages waiting to be routed (retries once their wait is over), oldest
+    first: what the process job claims, and so what is prepared for it."""
+    return select(Message).where(
+        Message.direction == "in", Message.status == MessageStatus.RECEIVED,
+        or_(col(Message.next_attempt_at).is_(None), Message.next_attempt_at <= utcnow())).order_by(col(Message.id))
+
+
 def upcoming(ctx, limit: int = BATCH, after: int = 0) -> list[Message]:
     """The next stored messages the process job will claim, in its order (read, not locked)."""
     if limit <= 0:
         return []
     with ctx.db.read() as session:
-        return list(session.exec(select(Message).where(
-            Message.direction == "in", Message.status == MessageStatus.RECEIVED, Message.id > after,
-            or_(col(Message.next_attempt_at).is_(None), Message.next_attempt_at <= utcnow()))
-            .order_by(col(Message.id)).limit(limit)).all())
+        return list(session.exec(due().where(Message.id > after).limit(limit)).all())
 
 
 def ahead(ctx, after: int, limit: int) -> Future:
