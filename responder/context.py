@@ -42,7 +42,7 @@ def build_context(settings, *, drafter=None, knowledge_dir: Path | None = None, 
                            root=index_root(settings))
     retriever = Retriever(index)
     retriever.refresh(force=True)
-    warm_signals()  # before any transaction needs them (see responder.signals.warm_up)
+    warm_signals(settings.signals.languages)  # before any transaction needs them (see responder.signals.warm_up)
     return Context(settings=settings, db=db, drafter=drafter or make_drafter(settings), retriever=retriever)
 
 

@@ -279,11 +279,11 @@ def _compute(text, *, subject, channel, earlier, settings) -> Signals:
         sensitive=sensitive_topics(words, config), injection=injection_attempt(words))
 
 
-def warm_up() -> None:
-    """Load the language and sentiment detectors now: loading them lazily inside the first
-    message's transaction took seconds (up to SQLite's lock timeout on a busy machine), during
-    which every other writer waited."""
+def warm_up(languages=DEFAULT_LANGUAGES) -> None:
+    """Load the language (for the shop's ``languages``) and sentiment detectors now: loading them
+    lazily inside the first message's transaction took seconds (up to SQLite's lock timeout on a
+    busy machine), during which every other writer waited."""
     from responder.frustration import _analyser
     from responder.language import _load
-    _load()
+    _load(normalize_languages(languages))
     _analyser()

@@ -126,6 +126,32 @@ def test_shop_languages_are_configurable():
     assert sig("¿Dónde está mi pedido?", settings=obj).language_supported
 
 
+
+def test_the_trimmed_language_model_ranks_as_the_whole_one(monkeypatch):
+    """The identifier keeps only the languages it chooses among (22 MB less): every ranking among
+    them equals py3langid's whole model, renormalised; a shop language outside the list (Catalan)
+    loads it again with that column added."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    whole = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    monkeypatch.setattr(language, "_identifier", None)
+    monkeypatch.setattr(language, "_languages", frozenset())
+    texts = ["Wo ist meine Bestellung? Ich warte schon seit zwei Wochen.", "¿Dónde está mi pedido, por favor?",
+             "Is the lavender candle back in stock yet?", "On és la meva comanda? Fa dues setmanes que espero.",
+             "Где мой заказ? Я жду уже две недели.", "私の注文はどこですか。二週間待っています。",
+             "Hoe lang duurt de verzending naar België?", "Kiedy przyjdzie moja paczka do Polski?"]
+    for shop in (("en",), ("en", "ca")):
+        wanted = {*language.DETECT_LANGUAGES, *shop}
+        for text in texts:
+            ranked = [(lang, p) for lang, p in whole.rank(text) if lang in wanted]
+            total = sum(p for _, p in ranked)
+            lang, confidence = language.detect_language(text, shop)
+            assert lang == ranked[0][0] and confidence == pytest.approx(ranked[0][1] / total, abs=1e-3), text
+        assert len(language._identifier.nb_classes) < len(whole.nb_classes) / 3
+        assert ("ca" in language._identifier.labels) == ("ca" in shop)
+    assert language.detect_language(texts[3], ("en", "ca"))[0] == "ca"
+    assert language.detect_language(texts[3], ("en",))[0] != "ca"  # not among the choices: still loaded, not chosen
+
 # --- acknowledgements, emoji, empty, gibberish --------------------------------------------------
 @pytest.mark.parametrize("text", ["thanks!", "thank you so much", "ok great", "👍", "got it, cheers", "perfect thanks",
                                   "Thanks, Anna", "Thank you so much for the quick reply! 😊", "Merci beaucoup",
