@@ -3,8 +3,8 @@
 Runs in the pipeline after parsing and before retrieval, called by ``responder.signals``. Pure
 functions over text; the only state is the py3langid model, loaded once (~0.5 s, at start-up by
 ``signals.warm_up``) under a lock and shared read-only by every thread afterwards. It keeps only
-the columns of the languages it chooses among (``DETECT_LANGUAGES`` and the shop's): 52 MB
-against 75 MB for all 97, the same answers, since the others are dropped from every ranking.
+the columns of the languages it chooses among (``DETECT_LANGUAGES`` and the shop's): 51 MB
+against 73 MB for all 140, the same answers, since the others are dropped from every ranking.
 
 Why py3langid and not lingua-language-detector: lingua's high-accuracy models take ~225 MB for
 8 languages and ~600 MB for 24 (the whole daemon targets <= 600 MB); its low-accuracy mode is
