@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -98,13 +99,16 @@ def _store_unstorable(session: Session, raw: bytes, mailbox: str, uid: int, exc:
 
 
 def store_inbound_text(*, session: Session, channel: str, sender: str, text: str, provider_id: str,
-                       received_at: datetime | None = None) -> Message | None:
-    """Store one text message (SMS, WhatsApp); ``None`` when that provider id is already stored."""
+                       received_at: datetime | None = None, recipient: str = "",
+                       attachments: Sequence[dict] = ()) -> Message | None:
+    """Store one text message (SMS, WhatsApp); ``None`` when that provider id is already stored.
+    Everything goes into the one INSERT: a webhook's transaction is a check, an insert, a commit."""
     if session.exec(select(Message.id).where(Message.channel == channel,
                                               Message.provider_id == provider_id)).first():
         return None
     message = Message(channel=channel, direction="in", provider_id=provider_id[:900], sender=sender[:320],
-                      text=text.replace("\x00", ""), received_at=as_utc(received_at) if received_at else utcnow())
+                      recipient=recipient, attachments=list(attachments), text=text.replace("\x00", ""),
+                      received_at=as_utc(received_at) if received_at else utcnow())
     session.add(message)
     session.flush()
     return message

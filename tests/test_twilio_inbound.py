@@ -242,6 +242,26 @@ def test_the_same_message_sid_twice_is_stored_once(web):
     assert (count(web.ctx, Message), count(web.ctx, Draft)) == (1, 1)
 
 
+def test_a_webhook_stores_its_message_in_one_insert(web):
+    """The webhook answers Twilio after its transaction: a duplicate check and one INSERT with the
+    recipient and media in it (an UPDATE after the insert was one more round trip on PostgreSQL)."""
+    from sqlalchemy import event
+
+    statements: list[str] = []
+    listener = lambda *args: statements.append(args[2].split()[0].upper())  # noqa: E731 (statement)
+    event.listen(web.ctx.db.engine, "before_cursor_execute", listener)
+    try:
+        form = sms_form("A photo of the lid", NumMedia="1", MediaUrl0="https://api.twilio.com/m/ME9",
+                        MediaContentType0="image/jpeg")
+        assert signed_post(web.client, "/twilio/sms", form).status_code == 200
+    finally:
+        event.remove(web.ctx.db.engine, "before_cursor_execute", listener)
+    assert [s for s in statements if s != "BEGIN"] == ["SELECT", "INSERT"]  # SQLite: BEGIN IMMEDIATE
+    stored = messages(web.ctx)[-1]
+    assert (stored.recipient, stored.attachments) == (SHOP, [{"url": "https://api.twilio.com/m/ME9",
+                                                              "content_type": "image/jpeg"}])
+
+
 def test_a_new_message_wakes_the_process_job_and_a_retry_does_not(web):
     kicks: list[int] = []
     web.app.state.deskhand.on_inbound = lambda: kicks.append(1)  # the daemon passes on_inbound

@@ -36,12 +36,9 @@ API_BASE = "https://api.twilio.com"
 
 def store_record(*, session: Session, record: InboundText, received_at=None) -> Message | None:
     """Store one inbound text with its recipient and media; None when its MessageSid is stored."""
-    message = store_inbound_text(session=session, channel=record.channel, sender=record.sender, text=record.text,
-                                 provider_id=record.provider_id, received_at=received_at)
-    if message is not None:
-        message.recipient = record.recipient
-        message.attachments = list(record.attachments)
-    return message
+    return store_inbound_text(session=session, channel=record.channel, sender=record.sender, text=record.text,
+                              provider_id=record.provider_id, received_at=received_at, recipient=record.recipient,
+                              attachments=record.attachments)
 
 
 def watched_numbers(settings) -> list[str]:
