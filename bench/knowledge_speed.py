@@ -28,10 +28,10 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from responder.embeddings import LocalEmbedder  # noqa: E402
-from responder.index import KnowledgeIndex  # noqa: E402
-from responder.knowledge import Entry, Knowledge  # noqa: E402
-from responder.retrieve import Retriever  # noqa: E402
+from responder.knowledge.embeddings import LocalEmbedder  # noqa: E402
+from responder.knowledge.folder import Entry, Knowledge  # noqa: E402
+from responder.knowledge.index import KnowledgeIndex  # noqa: E402
+from responder.knowledge.retrieve import Retriever  # noqa: E402
 
 WORDS = ("shipping delivery order candle jar tin wick wax soy coconut scent lavender cedar amber fig pine "
          "return refund exchange gift card wrap wholesale price discount tracking parcel box broken cracked "

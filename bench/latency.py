@@ -45,11 +45,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from twilio.request_validator import RequestValidator  # noqa: E402
-
 from fakes.twilio_api import FakeTwilio  # noqa: E402
 from helpers import PASSWORD_ENV, customer_mail, write_settings  # noqa: E402
 from servers import Dovecot, SmtpCapture, free_port, require_dovecot  # noqa: E402
+from twilio.request_validator import RequestValidator  # noqa: E402
 
 SHOP = "+15550100000"
 QUESTIONS = ["How much is shipping?", "Can I return a candle I haven't used?", "Do you ship to the UK?",

@@ -15,7 +15,7 @@ every message has its draft. The drafts the daemon stored must carry the same to
 Naive: the same system prompt template and the same user message (so the same rules, channel and
 question), with every file under knowledge/ pasted whole as the facts instead of the retrieved
 ones, counted with the same encoding. Cost per 1,000 conversations (one customer email each) uses
-the mean tokens per draft and the [llm] prices in responder/settings.py (the published gpt-4o-mini
+the mean tokens per draft and the [llm] prices in responder/core/settings.py (the published gpt-4o-mini
 prices); completion tokens are the fake's replies', the same for both. The encoding file is taken
 from PyPI, never from OpenAI (``fetch_encoding`` in the fake).
 """
@@ -41,8 +41,8 @@ from fakes.openai_chat import FakeOpenAIChat, count_chat_tokens  # noqa: E402
 from helpers import PASSWORD_ENV, customer_mail, write_settings  # noqa: E402
 from servers import Dovecot, SmtpCapture, require_dovecot  # noqa: E402
 
-from responder.settings import LLMSettings  # noqa: E402
-from responder.templating import render  # noqa: E402
+from responder.core.settings import LLMSettings  # noqa: E402
+from responder.core.templating import render  # noqa: E402
 
 KNOWLEDGE = ROOT / "knowledge"
 TARGET = 0.25  # at most this share of the naive prompt

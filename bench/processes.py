@@ -26,10 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from sqlalchemy.engine import make_url  # noqa: E402
-
 from helpers import PASSWORD_ENV, customer_mail, write_settings  # noqa: E402
 from servers import Dovecot, SmtpCapture, require_dovecot  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 QUESTIONS = ["How much is shipping?", "Can I return a candle I haven't used?", "Do you ship to the UK?",

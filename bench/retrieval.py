@@ -1,6 +1,6 @@
 """Retrieval benchmark: labelled customer questions against the knowledge index.
 
-Runs every question of ``bench/questions.jsonl`` through ``responder.retrieve`` in the three
+Runs every question of ``bench/questions.jsonl`` through ``responder.knowledge.retrieve`` in the three
 modes (``hybrid``, ``fts``, ``vector``) and reports recall@1, recall@3 and the median query
 latency per store and overall. A question counts as recalled at k when any of its expected
 sources is among the first k hits. The index is built in a temporary data directory, so
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--questions", type=Path, default=QUESTIONS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    from responder.retrieve import open_retriever
+    from responder.knowledge.retrieve import open_retriever
 
     questions = load_questions(args.questions)
     stores = [args.store] if args.store else list(STORES)

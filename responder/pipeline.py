@@ -3,7 +3,7 @@
 Runs in the process job, one transaction per message, for every channel:
 ``normalize -> resolve customer/thread -> retrieve -> draft -> route -> store``.
 Each step is a small named function over a ``Work`` record; the route comes from the rule table
-in ``responder.routing`` and its reasons are stored on the draft. A step that raises rolls the
+in ``responder.decide.routing`` and its reasons are stored on the draft. A step that raises rolls the
 whole message back; the job records the error and retries it, quarantining it after N tries.
 """
 from __future__ import annotations
@@ -15,21 +15,44 @@ from datetime import timedelta
 
 from sqlmodel import Session, func, select
 
-from channels.email.compose import new_message_id, references_for, render_body, reply_subject
+from channels.email.compose import (
+    new_message_id,
+    references_for,
+    render_body,
+    reply_subject,
+)
 from channels.email.parse import PARTIAL_READ, normalize_subject
-from responder import customers, links, optout, outbox, owner_mail, owner_replies
-from responder import limits as cost_limits
-from responder.bursts import fold_burst, hold_if_bursting
-from responder.clock import utcnow
-from responder.conversation import resolve_chat_thread, resolve_customer, resolve_email_thread, thread_history
-from responder.drafting.base import DraftRequest, DraftResult, Turn
-from responder.guard import check_claims
-from responder.models import Customer, Draft, DraftStatus, Message, MessageStatus, Outbox, Route, Thread
-from responder.normalize import normalize
-from responder.routing import Decision, RouteFacts, decide
-from responder.signals import Signals, compute_signals
-from responder.templating import render
-from responder.tone import apply_tone
+from responder.core.clock import utcnow
+from responder.core.models import (
+    Customer,
+    Draft,
+    DraftStatus,
+    Message,
+    MessageStatus,
+    Outbox,
+    OutboxKind,
+    Route,
+    Thread,
+)
+from responder.core.templating import render
+from responder.decide import limits as cost_limits
+from responder.decide import linking, optout
+from responder.decide.guard import check_claims
+from responder.decide.routing import Decision, RouteFacts, decide
+from responder.draft.base import DraftRequest, DraftResult, Turn
+from responder.draft.tone import apply_tone, rules_for
+from responder.owner import links, owner_mail, owner_replies
+from responder.send import outbox
+from responder.understand import customers
+from responder.understand.bursts import fold_burst, hold_if_bursting
+from responder.understand.conversation import (
+    resolve_chat_thread,
+    resolve_customer,
+    resolve_email_thread,
+    thread_history,
+)
+from responder.understand.normalize import normalize
+from responder.understand.signals import Signals, compute_signals
 
 log = logging.getLogger("deskhand.pipeline")
 MAX_DRAFT_INPUT = 20_000  # characters of new text handed to the drafter
@@ -59,7 +82,7 @@ class Work:
     draft: DraftResult | None = None
     decision: Decision | None = None
     notes: list[str] = field(default_factory=list)
-    limits: list[str] = field(default_factory=list)  # budget, hourly cap, loop breaker (responder.limits)
+    limits: list[str] = field(default_factory=list)  # budget, hourly cap, loop breaker (responder.decide.limits)
     auto_paused: bool = False
 
     @property
@@ -73,7 +96,7 @@ def process_message(*, session: Session, message: Message, settings, drafter, re
     normalize(work, settings)
     if not work.automated and work.channel == "email":
         # The owner answering a notification or the digest ("approve", new text, "reject"):
-        # acted on here, never answered as a customer (responder.owner_replies).
+        # acted on here, never answered as a customer (responder.owner.owner_replies).
         owner = owner_replies.handle(work, session, settings)
         if owner is not None:
             work.decision = Decision(Route.IGNORE, owner.reasons)
@@ -87,14 +110,14 @@ def process_message(*, session: Session, message: Message, settings, drafter, re
             if work.decision is not None:
                 return store_outcome(work, session, settings)
             # "my email is …", then the emailed code: one customer across email and texts.
-            linked = customers.handle_text(session, settings, customer=work.customer, channel=work.channel,
+            linked = linking.handle_text(session, settings, customer=work.customer, channel=work.channel,
                                            text=work.text)
             if linked is not None:
                 work.customer, work.draft = linked.customer, linked.draft()
                 work.decision = Decision(Route.AUTO, linked.reasons)
                 draft = store_outcome(work, session, settings)
                 if linked.code:
-                    customers.enqueue_code_email(session, settings, linked.link, draft.id, linked.code)
+                    linking.enqueue_code_email(session, settings, linked.link, draft.id, linked.code)
                 return draft
         if hold_if_bursting(session, message, settings):
             return None
@@ -188,7 +211,7 @@ def check(work: Work, retriever, settings) -> None:
     if draft is None or not draft.reply.strip():
         return
     frustrated = bool(work.signals and work.signals.is_frustrated)
-    toned = apply_tone(draft.reply, channel=work.channel, frustrated=frustrated, rules=settings.tone.rules())
+    toned = apply_tone(draft.reply, channel=work.channel, frustrated=frustrated, rules=rules_for(settings.tone))
     draft.reply = toned.text
     work.check_failures = [f"tone: {v}" for v in toned.violations]
     facts = retriever.facts()
@@ -244,7 +267,7 @@ def store_outcome(work: Work, session: Session, settings) -> Draft:
         holding = render("replies/holding.txt.j2", owner_name=settings.store.owner_name,
                          frustrated=bool(work.signals and work.signals.is_frustrated),
                          wants_human=bool(work.signals and work.signals.wants_human)).strip()
-        enqueue_reply(work, draft, holding, session, settings, kind="holding")
+        enqueue_reply(work, draft, holding, session, settings, kind=OutboxKind.HOLDING)
     msg.status, msg.processed_at, msg.last_error = MessageStatus.PROCESSED, utcnow(), None
     msg.next_attempt_at = None
     log.info("message %s from %s: %s%s", msg.id, work.sender or "?", decision.route,
@@ -255,7 +278,7 @@ def store_outcome(work: Work, session: Session, settings) -> Draft:
 def has_no_match(work: Work) -> bool:
     """A real question that retrieval found nothing for (the digest's hints for new FAQ entries)."""
     return bool(work.draft is not None and not work.automated and work.text.strip()
-                and work.draft.backend != customers.LINK_BACKEND
+                and work.draft.backend != linking.LINK_BACKEND
                 and not any(h.kind != "example" for h in work.hits))
 
 
@@ -268,7 +291,7 @@ def record_usage(draft: Draft, result, settings) -> None:
 def may_send_holding(work: Work, session: Session, settings) -> bool:
     since = utcnow() - timedelta(days=1)
     already = session.exec(select(func.count()).select_from(Outbox).where(
-        Outbox.thread_id == work.thread.id, Outbox.kind == "holding", Outbox.created_at >= since)).one()
+        Outbox.thread_id == work.thread.id, Outbox.kind == OutboxKind.HOLDING, Outbox.created_at >= since)).one()
     caps = settings.email
     return not already and not work.auto_paused and \
         outbox.automatic_sent_since(session=session, since=since, thread_id=work.thread.id) < \
@@ -277,11 +300,11 @@ def may_send_holding(work: Work, session: Session, settings) -> bool:
         caps.max_auto_replies_per_sender_per_day
 
 
-def enqueue_reply(work: Work, draft: Draft, text: str, session: Session, settings, kind: str = "reply") -> None:
+def enqueue_reply(work: Work, draft: Draft, text: str, session: Session, settings, kind: str = OutboxKind.REPLY) -> None:
     if work.channel == "email":
         # Automatic answers end with thumbs up / down links, when customers can reach the server.
         feedback = {vote: links.feedback_link(settings, draft.id, vote, draft.token) for vote in ("up", "down")} \
-            if kind == "reply" and settings.web.public_url else None
+            if kind == OutboxKind.REPLY and settings.web.public_url else None
         outbox.enqueue(session=session, draft_id=draft.id, thread_id=work.thread.id, channel="email", kind=kind,
                        recipient=work.sender, subject=reply_subject(work.subject),
                        body_text=render_body(body=text, customer_name=work.customer.name, store=settings.store),

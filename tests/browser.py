@@ -26,17 +26,17 @@ from typing import Iterator
 from urllib.parse import urlsplit
 
 import pytest
+from helpers import ROOT, customer_mail, write_settings
 from sqlmodel import select
 
-from helpers import ROOT, customer_mail, write_settings
-from responder.context import Context, build_context
-from responder.db import Database
-from responder.index import KnowledgeIndex
-from responder.intake import store_inbound_email
-from responder.jobs import process_pending
-from responder.models import Draft
-from responder.retrieve import Retriever
-from responder.settings import load_settings
+from responder.core.db import Database
+from responder.core.models import Draft
+from responder.core.settings import load_settings
+from responder.intake.store import store_inbound_email
+from responder.knowledge.index import KnowledgeIndex
+from responder.knowledge.retrieve import Retriever
+from responder.ops.context import Context, build_context
+from responder.ops.jobs import process_pending
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -77,6 +77,7 @@ def own_knowledge(base: Context, folder: Path) -> Context:
 def make_web(base: Context, database_url: str, **app_options):
     """A fresh database on ``base``'s settings and models, the app on it and a TestClient."""
     from fastapi.testclient import TestClient
+
     from responder.web import create_app
 
     ctx = Context(settings=base.settings, db=Database(database_url), drafter=base.drafter, retriever=base.retriever)
@@ -91,7 +92,7 @@ def make_web(base: Context, database_url: str, **app_options):
 
 
 def set_password(ctx: Context, password: str = PASSWORD) -> None:
-    from responder.web.auth import store_password
+    from responder.owner.password import store_password
     with ctx.db.transaction() as session:
         store_password(session, password)
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Iterator
 
 import pytest
-
 from servers import Dovecot, SmtpCapture, require_dovecot
-
 
 # =============================================================================
 # Real mail servers (see tests/servers.py). No protocol is mocked.

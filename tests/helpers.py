@@ -9,19 +9,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sys
+from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from responder.context import Context, build_context  # noqa: E402
-from responder.jobs import poll_mailbox, process_pending, send_email_outbox  # noqa: E402
-from responder.settings import load_settings  # noqa: E402
-from responder.texting import send_text_outbox  # noqa: E402
+from responder.core.settings import load_settings  # noqa: E402
+from responder.ops.context import Context, build_context  # noqa: E402
+from responder.ops.jobs import poll_mailbox, process_pending  # noqa: E402
+from responder.ops.sending import send_outbox  # noqa: E402
 
 PASSWORD_ENV = "DESKHAND_TEST_IMAP_PASSWORD"
 _counter = itertools.count(1)
@@ -62,7 +62,7 @@ def run_until_idle(ctx: Context, rounds: int = 20) -> None:
     for _ in range(rounds):
         stored = poll_mailbox(ctx) if ctx.settings.email.imap_enabled else 0
         processed = process_pending(ctx)
-        sent = asyncio.run(send_email_outbox(ctx)) + send_text_outbox(ctx)
+        sent = asyncio.run(send_outbox(ctx, "email")) + asyncio.run(send_outbox(ctx, "texts"))
         if not (stored or processed or sent):
             return
     raise AssertionError("still busy after %d rounds" % rounds)

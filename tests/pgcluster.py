@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from servers import LOOPBACK, free_port
 
 _LIVE: set["PgCluster"] = set()

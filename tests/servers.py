@@ -16,9 +16,9 @@ import email
 import email.message
 import email.policy
 import functools
+import grp
 import os
 import pwd
-import grp
 import re
 import shutil
 import signal

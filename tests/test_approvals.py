@@ -1,4 +1,4 @@
-"""The approval queue's rules (responder.approvals), signed links, lessons and feedback, on both
+"""The approval queue's rules (responder.owner.approvals), signed links, lessons and feedback, on both
 databases, with rows built directly; and ``run.py queue`` on the same rows."""
 from __future__ import annotations
 
@@ -7,16 +7,26 @@ import shutil
 from datetime import timedelta
 
 import pytest
+from helpers import ROOT, write_settings
 from sqlmodel import select
 
 import run
-from helpers import ROOT, write_settings
-from responder import approvals, feedback, lessons, links
-from responder.clock import clock
-from responder.db import Database
-from responder.models import (Customer, Draft, DraftEvent, DraftStatus, Lesson, Message, Outbox, Route, Thread,
-                              UsedLink)
-from responder.settings import load_settings
+from responder.core.clock import clock
+from responder.core.db import Database
+from responder.core.models import (
+    Customer,
+    Draft,
+    DraftEvent,
+    DraftStatus,
+    Lesson,
+    Message,
+    Outbox,
+    Route,
+    Thread,
+    UsedLink,
+)
+from responder.core.settings import load_settings
+from responder.owner import approvals, feedback, lessons, links
 
 
 @pytest.fixture
@@ -145,7 +155,7 @@ def test_reject_expire_and_reminders(shop):
 
 
 def test_sent_when_the_outbox_delivers(shop):
-    from responder import outbox
+    from responder.send import outbox
 
     settings, db, _ = shop
     draft_id = held(db)

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import _pg_admin_connect, postgres_url
 from servers import dovecot_binary
 

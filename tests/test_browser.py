@@ -7,12 +7,24 @@ from __future__ import annotations
 import re
 
 import pytest
+from browser import (  # noqa: F401
+    HUMAN,
+    PASSWORD,
+    SHIPPING,
+    UNKNOWN,
+    browser_page,
+    hold,
+    link_path,
+    make_web,
+    rows,
+    serve,
+    set_password,
+    web_base,
+)
 from sqlmodel import func, select
 
-from browser import (HUMAN, PASSWORD, SHIPPING, UNKNOWN, browser_page, hold, link_path, make_web,  # noqa: F401
-                     rows, serve, set_password, web_base)
-from responder import links
-from responder.models import Draft, Message, Outbox
+from responder.core.models import Draft, Message, Outbox
+from responder.owner import links
 
 HELD = ("review", "handoff")
 

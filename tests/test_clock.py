@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta, timezone
 
-from responder.clock import clock, private_clock, utcnow
+from responder.core.clock import clock, private_clock, utcnow
 
 
 def test_a_private_clock_does_not_move_other_threads():

@@ -5,8 +5,13 @@ import email
 import email.policy
 
 from channels.base import Outbound
-from channels.email.compose import compose, new_message_id, references_for, reply_subject
-from responder.logs import redact
+from channels.email.compose import (
+    compose,
+    new_message_id,
+    references_for,
+    reply_subject,
+)
+from responder.core.logs import redact
 
 
 def test_reply_subject_and_references():

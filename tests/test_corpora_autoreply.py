@@ -25,11 +25,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from corpora import CORPORA, needs_corpora  # noqa: E402
+
 from channels.email.autoreply import automated_reason  # noqa: E402
 from channels.email.parse import parse_email  # noqa: E402
-
-
-from corpora import CORPORA, needs_corpora  # noqa: E402
 
 OWN = {"support@shop.example"}
 

@@ -24,10 +24,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from channels.email.parse import parse_email  # noqa: E402
-
-
 from corpora import CORPORA, needs_corpora  # noqa: E402
+
+from channels.email.parse import parse_email  # noqa: E402
 
 
 def _message(body: str, html: bool = False) -> bytes:

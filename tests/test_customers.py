@@ -1,4 +1,4 @@
-"""One customer across email and texts (responder.customers), on SQLite and PostgreSQL: merging
+"""One customer across email and texts (responder.understand.customers), on SQLite and PostgreSQL: merging
 moves every row and leaves no orphans, ``whatsapp:+1…`` and ``+1…`` are one customer, the code a
 texting customer gets by email (wrong, right, expired, too many tries), history that never
 crosses customers, the customer page (login, CSRF, escaping) and ``run.py customer``.
@@ -14,16 +14,27 @@ import re
 from pathlib import Path
 
 import pytest
+from browser import PASSWORD, csrf_of, hold, login, make_web, set_password, web_base  # noqa: F401
+from helpers import write_settings
 from sqlmodel import func, select
 
 import run
-from browser import PASSWORD, csrf_of, hold, login, make_web, set_password, web_base  # noqa: F401
-from helpers import write_settings
-from responder import customers, outbox, pipeline
-from responder.clock import clock
-from responder.intake import store_inbound_text
-from responder.jobs import process_pending
-from responder.models import Customer, CustomerLink, Draft, Identity, Message, Outbox, Thread
+from responder import pipeline
+from responder.core.clock import clock
+from responder.core.models import (
+    Customer,
+    CustomerLink,
+    Draft,
+    Identity,
+    Message,
+    Outbox,
+    Thread,
+)
+from responder.decide import linking
+from responder.intake.store import store_inbound_text
+from responder.ops.jobs import process_pending
+from responder.send import outbox
+from responder.understand import customers
 
 PHONE = "+14155550100"
 EMAIL = "jamie@customer.test"
@@ -84,9 +95,9 @@ def ask_code(ctx, customer_id: int, text: str, *, draft_id: int | None = None):
     """``handle_text`` for the customer's text, and the code email it asks for (as the pipeline does)."""
     with ctx.db.transaction() as session:
         customer = session.get(Customer, customer_id)
-        outcome = customers.handle_text(session, ctx.settings, customer=customer, channel="sms", text=text)
+        outcome = linking.handle_text(session, ctx.settings, customer=customer, channel="sms", text=text)
         if outcome is not None and outcome.code:
-            customers.enqueue_code_email(session, ctx.settings, outcome.link, draft_id, outcome.code)
+            linking.enqueue_code_email(session, ctx.settings, outcome.link, draft_id, outcome.code)
         return outcome
 
 
@@ -176,7 +187,7 @@ def test_code_flow_wrong_code_then_right_code_links_the_older_customer(web):
     outcome = ask_code(ctx, b.id, "Hi, my email is Jamie@Customer.test", draft_id=texted.id)
     assert outcome.reply == ("I've emailed a 6-digit code to j***@customer.test; text it back to link your "
                              "email and texts.")
-    assert outcome.draft().backend == customers.LINK_BACKEND and outcome.reasons
+    assert outcome.draft().backend == linking.LINK_BACKEND and outcome.reasons
     [row] = code_emails(ctx)
     code = code_in(row)
     assert row.recipient == EMAIL and row.channel == "email" and row.draft_id == texted.id
@@ -242,13 +253,13 @@ def test_five_wrong_codes_void_the_request(web):
     ask_code(ctx, b.id, EMAIL)
     code = code_in(code_emails(ctx)[0])
     wrong = f"{(int(code) + 500) % 10 ** 6:06d}"
-    replies = [ask_code(ctx, b.id, wrong).reply for _ in range(customers.MAX_ATTEMPTS)]
+    replies = [ask_code(ctx, b.id, wrong).reply for _ in range(linking.MAX_ATTEMPTS)]
     assert "1 try left" in replies[-2] and "last try" in replies[-1]
     assert ask_code(ctx, b.id, code) is None  # the right code is too late now
     assert customer_of(ctx, phone=PHONE).id == b.id != customer_of(ctx, email=EMAIL).id
     with ctx.db.transaction() as session:
         link = session.exec(select(CustomerLink)).one()
-        assert (link.status, link.attempts) == ("expired", customers.MAX_ATTEMPTS)
+        assert (link.status, link.attempts) == ("expired", linking.MAX_ATTEMPTS)
 
 
 def test_which_texts_start_a_link_and_the_daily_cap(web):
@@ -260,7 +271,7 @@ def test_which_texts_start_a_link_and_the_daily_cap(web):
     assert ask_code(ctx, b.id, "My order went to jamie@customer.test but the candle arrived broken and the "
                                "box was wet, can you send a new one please?") is None  # a question
     assert code_emails(ctx) == []
-    for n in range(customers.MAX_CODES_PER_DAY):
+    for n in range(linking.MAX_CODES_PER_DAY):
         ask_code(ctx, b.id, f"try{n}@customer.test")
     capped = ask_code(ctx, b.id, "last@customer.test")
     assert "try again tomorrow" in capped.reply and capped.code is None
@@ -275,8 +286,8 @@ def test_which_texts_start_a_link_and_the_daily_cap(web):
     assert ask_code(ctx, b.id, "other@customer.test") is None
 
 
-@pytest.mark.skipif("customers.handle_text" not in Path(pipeline.__file__).read_text(),
-                    reason="the pipeline hook for responder.customers is not wired yet")
+@pytest.mark.skipif("linking.handle_text" not in Path(pipeline.__file__).read_text(),
+                    reason="the pipeline hook for responder.understand.customers is not wired yet")
 def test_the_pipeline_runs_the_code_flow_for_texts(web):
     ctx = web.ctx
     email_in(ctx)

@@ -21,16 +21,16 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from sqlmodel import col, func, select
-from twilio.request_validator import RequestValidator
-
 from fakes.openai_server import FakeOpenAI
 from fakes.twilio_api import FakeTwilio
 from helpers import PASSWORD_ENV, ROOT, customer_mail, write_settings
-from responder.db import Database
-from responder.models import Draft, Message, Outbox
 from servers import free_port
+from sqlmodel import col, func, select
 from test_email_loop import AUTO_REPLY, BOUNCE, LIST_MAIL
+from twilio.request_validator import RequestValidator
+
+from responder.core.db import Database
+from responder.core.models import Draft, Message, Outbox
 
 QUESTIONS = ["How much is shipping?", "Can I return a candle I haven't used?", "Do you ship to the UK?",
              "What are your candles made of?", "Do you sell gift cards?", "Can I talk to a real person?",
@@ -297,7 +297,7 @@ def test_sigkill_at_random_points_during_a_stream_of_mixed_messages(tmp_path, mo
 
 
 def _cursor_ready(db) -> bool:
-    from responder.models import MailboxCursor
+    from responder.core.models import MailboxCursor
     try:
         with db.transaction() as session:
             return session.exec(select(MailboxCursor)).first() is not None

@@ -9,18 +9,25 @@ from datetime import datetime, time, timedelta, timezone
 from urllib.parse import unquote
 
 import pytest
+from helpers import (
+    PASSWORD_ENV,
+    customer_mail,
+    make_context,
+    run_until_idle,
+    write_settings,
+)
 from sqlmodel import select
-
-from helpers import PASSWORD_ENV, customer_mail, make_context, run_until_idle, write_settings
-from responder import approvals, digest, feedback, links, metrics
-from responder.clock import clock
-from responder.context import Context
-from responder.db import Database
-from responder.jobs import poll_mailbox
-from responder.models import Digest, Draft, Feedback, Message, Outbox, Route
-from responder.owner_mail import find_refs
-from responder.settings import load_settings
 from test_owner_mail import held
+
+from responder.cli import owner_cmds
+from responder.core.clock import clock
+from responder.core.db import Database
+from responder.core.models import Digest, Draft, Feedback, Message, Outbox, Route
+from responder.core.settings import load_settings
+from responder.ops.context import Context
+from responder.ops.jobs import poll_mailbox
+from responder.owner import approvals, digest, feedback, links, metrics
+from responder.owner.owner_mail import find_refs
 
 OWNER = '[digest]\nto = "owner@example.test"\n'
 
@@ -172,7 +179,7 @@ def test_print_renders_without_writing(shop, capsys):
     with ctx.db.transaction() as session:
         held(session, Route.HANDOFF, "Can I speak to Maya about a wedding order?",
              reasons=["the customer asked for a person"])
-    assert digest.cmd_digest(ctx.settings, argparse.Namespace(print=True, send=False)) == 0
+    assert owner_cmds.cmd_digest(ctx.settings, argparse.Namespace(print=True, send=False)) == 0
     out = capsys.readouterr().out
     assert out.startswith("Subject: [Deskhand] Digest") and "[ref " in out.splitlines()[0]
     assert "Can I speak to Maya about a wedding order?" in out and "The customer asked for a person" in out
@@ -186,21 +193,21 @@ def test_print_renders_without_writing(shop, capsys):
 def test_send_now_and_again(shop, smtp_capture, capsys):
     ctx = shop(smtp=smtp_capture)
     args = argparse.Namespace(print=False, send=True)
-    assert digest.cmd_digest(ctx.settings, args) == 0
+    assert owner_cmds.cmd_digest(ctx.settings, args) == 0
     assert capsys.readouterr().out.strip() == "Sent the digest to owner@example.test."
-    assert digest.cmd_digest(ctx.settings, args) == 0  # --send always sends, even on the same day
+    assert owner_cmds.cmd_digest(ctx.settings, args) == 0  # --send always sends, even on the same day
     first, second = [m.message() for m in smtp_capture.messages]
     [stored] = rows(ctx, Digest)
     assert find_refs(first["Subject"]) != find_refs(second["Subject"]) == [stored.token]
 
     smtp_capture.fail_next(550, stage="rcpt")
-    assert digest.cmd_digest(ctx.settings, args) == 1
+    assert owner_cmds.cmd_digest(ctx.settings, args) == 1
     assert "not sent (failed)" in capsys.readouterr().out.splitlines()[-1]
 
 
 def test_send_without_owner_says_what_to_set(shop, smtp_capture, capsys):
     ctx = shop(extra="", smtp=smtp_capture)
-    assert digest.cmd_digest(ctx.settings, argparse.Namespace(print=False, send=True)) == 1
+    assert owner_cmds.cmd_digest(ctx.settings, argparse.Namespace(print=False, send=True)) == 1
     assert "[digest] to" in capsys.readouterr().out and smtp_capture.messages == []
 
 

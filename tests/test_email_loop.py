@@ -8,11 +8,17 @@ import email
 import email.policy
 
 import pytest
+from helpers import (
+    PASSWORD_ENV,
+    customer_mail,
+    make_context,
+    run_until_idle,
+    write_settings,
+)
 from sqlmodel import select
 
-from helpers import PASSWORD_ENV, customer_mail, make_context, run_until_idle, write_settings
-from responder.jobs import poll_mailbox
-from responder.models import Draft, MailboxCursor, Message, Outbox, Route
+from responder.core.models import Draft, MailboxCursor, Message, Outbox, Route
+from responder.ops.jobs import poll_mailbox
 
 AUTO_REPLY = ("From: Jamie Rivera <jamie@customer.test>\r\nTo: shop@example.test\r\n"
               "Subject: Out of office: Question\r\nAuto-Submitted: auto-replied\r\n"
@@ -189,7 +195,7 @@ def test_thread_cap_holds_the_fifth_reply(loop):
 
 
 def test_a_burst_is_answered_together_not_one_by_one(loop):
-    from responder.clock import clock
+    from responder.core.clock import clock
 
     ctx, dovecot, smtp = loop
     questions = ["How much is shipping?", "Can I return a candle I haven't used?", "Do you ship to the UK?",
@@ -214,7 +220,7 @@ def test_a_burst_is_answered_together_not_one_by_one(loop):
 
 def test_smtp_temporary_failure_is_retried_and_permanent_is_failed(loop):
     ctx, dovecot, smtp = loop
-    from responder.clock import clock
+    from responder.core.clock import clock
 
     smtp.fail_next(451)
     dovecot.append(customer_mail("How much is shipping?", sender="retry@customer.test"))
@@ -250,9 +256,9 @@ class _FlakyDrafter:
 
 def test_failing_message_is_quarantined_and_the_rest_flow(tmp_path, monkeypatch, dovecot, smtp_capture,
                                                           database_url):
-    from responder.clock import clock
-    from responder.drafting import make_drafter
-    from responder.settings import load_settings
+    from responder.core.clock import clock
+    from responder.core.settings import load_settings
+    from responder.draft import make_drafter
 
     monkeypatch.setenv(PASSWORD_ENV, dovecot.password)
     path = write_settings(tmp_path, database_url=database_url, dovecot=dovecot, smtp=smtp_capture)

@@ -27,20 +27,21 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, inspect
-from sqlmodel import func, select
-
 from helpers import PASSWORD_ENV, ROOT, customer_mail, run_until_idle, write_settings
 from pgcluster import pg_cluster  # noqa: F401  (fixture)
-from responder.context import Context, build_context
-from responder.db import Database, DatabaseUnavailable, ensure_writable
-from responder.drafting import make_drafter
-from responder.intake import store_inbound_email
-from responder.jobs import claim_outbound, poll_mailbox, process_pending, record_result
-from responder.models import Draft, Message, Outbox
-from responder.settings import load_settings
 from servers import free_port
+from sqlalchemy import event, inspect
+from sqlmodel import func, select
 from test_daemon import _cursor_ready, start_daemon, wait_until
+
+from responder.core.db import Database, DatabaseUnavailable, ensure_writable
+from responder.core.models import Draft, Message, Outbox
+from responder.core.settings import load_settings
+from responder.draft import make_drafter
+from responder.intake.store import store_inbound_email
+from responder.ops.context import Context, build_context
+from responder.ops.jobs import poll_mailbox, process_pending
+from responder.ops.sending import claim_outbound, record_result
 
 IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
@@ -87,8 +88,8 @@ WRITER = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 from email.message import EmailMessage
-from responder.db import Database
-from responder.intake import store_inbound_email
+from responder.core.db import Database
+from responder.intake.store import store_inbound_email
 
 url, tag, seconds = sys.argv[2], sys.argv[3], float(sys.argv[4])
 db, stored, errors, n = Database(url), [], [], 0
@@ -445,7 +446,7 @@ def test_a_sent_reply_is_recorded_after_the_database_comes_back(pg_cluster):  # 
     than leave the row ``sending`` (to turn ``unknown`` at the lease's end)."""
     db = Database(pg_cluster.url)
     db.migrate()
-    from responder import outbox
+    from responder.send import outbox
     with db.transaction() as session:
         outbox.enqueue(session=session, draft_id=None, thread_id=None, channel="email", kind="notify",
                        recipient="owner@example.test", subject="s", body_text="b", message_id="<o1@test>")

@@ -4,7 +4,7 @@ sends no reply twice.
 IMAP runs through ``tests/faultproxy.py`` to Dovecot and SMTP through it to aiosmtpd, so the
 faults are real TCP events (resets mid-FETCH and mid-IDLE, a refused or 421-answering server,
 a reply lost after DATA, broken TLS). The code under test is the daemon's own: ``poll_mailbox``,
-``IdleWatcher`` and ``send_email_outbox``, and in the last test ``Daemon.run`` with all of them.
+``IdleWatcher`` and the send job (``send_outbox``), and in the last test ``Daemon.run`` with all of them.
 A changed UIDVALIDITY is covered in ``test_email_loop.py`` and not repeated here:
 ``test_uidvalidity_change_resyncs_without_reanswering``.
 """
@@ -17,20 +17,28 @@ from email.utils import make_msgid
 from types import SimpleNamespace
 
 import pytest
+from faultproxy import FaultProxy
+from helpers import (
+    PASSWORD_ENV,
+    customer_mail,
+    make_context,
+    run_until_idle,
+    write_settings,
+)
+from servers import SmtpCapture
 from sqlmodel import select
 
 from channels.email.imap import ANSWERED, STORED_KEYWORD, IdleWatcher
-from faultproxy import FaultProxy
-from helpers import PASSWORD_ENV, customer_mail, make_context, run_until_idle, write_settings
-from responder import digest, outbox
-from responder.clock import clock, utcnow
-from responder.context import Context
-from responder.daemon import Daemon
-from responder.db import Database
-from responder.jobs import poll_mailbox, send_email_outbox
-from responder.models import Message, Outbox
-from responder.settings import load_settings
-from servers import SmtpCapture
+from responder.core.clock import clock, utcnow
+from responder.core.db import Database
+from responder.core.models import Message, Outbox
+from responder.core.settings import load_settings
+from responder.ops.context import Context
+from responder.ops.daemon import Daemon
+from responder.ops.jobs import poll_mailbox
+from responder.ops.sending import send_outbox
+from responder.owner import digest
+from responder.send import outbox
 
 # Questions the sample shop answers by itself, one sender each (no burst, cap or loop rule).
 QUESTIONS = ["How much is shipping?", "Can I return a candle I haven't used?", "Do you ship to the UK?",
@@ -82,7 +90,7 @@ def queue_reply(ctx, recipient: str) -> int:
 
 
 def send(ctx) -> int:
-    return asyncio.run(send_email_outbox(ctx))
+    return asyncio.run(send_outbox(ctx, "email"))
 
 
 def digest_text(ctx) -> str:

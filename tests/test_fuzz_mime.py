@@ -1,7 +1,7 @@
 """Fuzzing the MIME parser on the path the pipeline takes (issue 7: hostile input).
 
-The entry points: ``responder.intake.store_inbound_email`` (poll job: raw bytes -> a row),
-``responder.normalize.normalize`` (process job: the row -> the fields every later step reads), which
+The entry points: ``responder.intake.store.store_inbound_email`` (poll job: raw bytes -> a row),
+``responder.understand.normalize.normalize`` (process job: the row -> the fields every later step reads), which
 calls ``channels.email.parse.parse_email``. The parser's documented contract is "never raises": any
 input gives a ``ParsedEmail`` (with ``defects`` saying what was wrong), so the property here is
 that nothing on this path raises at all, finishes in bounded time, and yields values every database
@@ -25,20 +25,26 @@ import tracemalloc
 from datetime import timedelta
 
 import pytest
+from helpers import write_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from malformed_mail import CORPUS, EVIL, INJECTIONS, QUESTION, nested
 
 from channels.base import Outbound
-from channels.email.compose import compose, new_message_id, references_for, render_body, reply_subject
+from channels.email.compose import (
+    compose,
+    new_message_id,
+    references_for,
+    render_body,
+    reply_subject,
+)
 from channels.email.parse import ParsedEmail, parse_email
-from helpers import write_settings
-from malformed_mail import CORPUS, EVIL, INJECTIONS, QUESTION, nested
-from responder.db import Database
-from responder.intake import store_inbound_email
-from responder.models import Message
-from responder.normalize import normalize
+from responder.core.db import Database
+from responder.core.models import Message
+from responder.core.settings import load_settings
+from responder.intake.store import store_inbound_email
 from responder.pipeline import Work
-from responder.settings import load_settings
+from responder.understand.normalize import normalize
 
 ADDRESS = re.compile(r"[^\s\x00-\x1f\x7f<>()\[\]\\,;:\"@]+@[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?")
 OUR_HEADERS = {"from", "to", "subject", "date", "message-id", "in-reply-to", "references", "auto-submitted",

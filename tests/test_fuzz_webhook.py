@@ -24,16 +24,16 @@ from urllib.parse import quote, urlencode
 
 import pytest
 from fastapi.testclient import TestClient
+from helpers import write_settings
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlmodel import func, select
 from twilio.request_validator import RequestValidator
 
-from helpers import write_settings
-from responder.context import Context
-from responder.db import Database
-from responder.models import Message, Outbox
-from responder.settings import load_settings
+from responder.core.db import Database
+from responder.core.models import Message, Outbox
+from responder.core.settings import load_settings
+from responder.ops.context import Context
 from responder.web import create_app
 
 TOKEN_ENV = "DESKHAND_TEST_TWILIO_TOKEN"

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from responder import guard
-from responder.guard import check_claims, extract
-from responder.knowledge import load_knowledge
-from responder.retrieve import Hit
+from responder.decide import guard
+from responder.decide.guard import check_claims, extract
+from responder.knowledge.folder import load_knowledge
+from responder.knowledge.retrieve import Hit
 
 ROOT = Path(__file__).resolve().parent.parent
 KNOWLEDGE = load_knowledge(ROOT / "knowledge")

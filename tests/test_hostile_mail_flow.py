@@ -21,15 +21,28 @@ import email.policy
 import re
 
 import pytest
+from helpers import (
+    PASSWORD_ENV,
+    customer_mail,
+    make_context,
+    run_until_idle,
+    write_settings,
+)
+from malformed_mail import CORPUS, EVIL
 from sqlmodel import select
 
-from helpers import PASSWORD_ENV, customer_mail, make_context, run_until_idle, write_settings
-from malformed_mail import CORPUS, EVIL
-from responder.clock import clock
-from responder.db import Database
-from responder.intake import store_inbound_email
-from responder.jobs import poll_mailbox
-from responder.models import Draft, MailboxCursor, Message, MessageStatus, Outbox, Route
+from responder.core.clock import clock
+from responder.core.db import Database
+from responder.core.models import (
+    Draft,
+    MailboxCursor,
+    Message,
+    MessageStatus,
+    Outbox,
+    Route,
+)
+from responder.intake.store import store_inbound_email
+from responder.ops.jobs import poll_mailbox
 
 OUR_HEADERS = {"from", "to", "subject", "date", "message-id", "in-reply-to", "references", "auto-submitted",
                "x-auto-response-suppress", "mime-version", "content-type"}

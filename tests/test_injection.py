@@ -30,24 +30,25 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from sqlmodel import select
-
 from fakes.obedient_llm import ObedientLLM
 from helpers import ROOT, write_settings
-from responder.context import Context, build_context
-from responder.db import Database
-from responder.drafting.offline import OfflineDrafter
-from responder.intake import store_inbound_email
-from responder.jobs import process_pending, send_email_outbox
-from responder.models import Draft, Outbox
-from responder.settings import load_settings
 from servers import SmtpCapture
+from sqlmodel import select
+
+from responder.core.db import Database
+from responder.core.models import Draft, Outbox
+from responder.core.settings import load_settings
+from responder.draft.offline import OfflineDrafter
+from responder.intake.store import store_inbound_email
+from responder.ops.context import Context, build_context
+from responder.ops.jobs import process_pending
+from responder.ops.sending import send_outbox
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -125,7 +126,7 @@ class Suite:
             message = store_inbound_email(session=session, raw=raw, mailbox="INBOX", uidvalidity=1, uid=self.uid)
             message_id = message.id
         assert process_pending(ctx) == 1
-        asyncio.run(send_email_outbox(ctx))
+        asyncio.run(send_outbox(ctx, "email"))
         with ctx.db.transaction() as session:
             draft = session.exec(select(Draft).where(Draft.message_id == message_id)).one()
             queued = session.exec(select(Outbox).where(Outbox.draft_id == draft.id)).all()
@@ -237,13 +238,13 @@ HONEST = [  # (question, reply an honest model would write)
 
 @pytest.mark.parametrize("text", ORDINARY)
 def test_ordinary_messages_are_not_taken_for_injections(text):
-    from responder.signals import compute_signals
+    from responder.understand.signals import compute_signals
     assert compute_signals(text, subject="Question").injection is None
 
 
 @pytest.mark.parametrize("question, reply", HONEST)
 def test_honest_replies_still_pass_the_guard(suite, question, reply):
-    from responder.guard import check_claims
+    from responder.decide.guard import check_claims
     retriever = suite.contexts["offline"].retriever
     facts = retriever.facts()
     reasons = check_claims(reply, hits=retriever.search(question, k=5), catalog=facts.catalog,

@@ -11,8 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from responder import catalog
-from responder.knowledge import CHUNK_CHARS, Entry, Knowledge, load_knowledge, markdown_kind, split_text
+from responder.knowledge import catalog
+from responder.knowledge.folder import (
+    CHUNK_CHARS,
+    Entry,
+    Knowledge,
+    load_knowledge,
+    markdown_kind,
+    split_text,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "knowledge"

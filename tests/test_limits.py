@@ -4,17 +4,17 @@ cap on automatic replies, the loop breaker, and the owner told once about each."
 from __future__ import annotations
 
 import pytest
-from sqlmodel import col, select
-
 from fakes.openai_chat import FakeOpenAIChat
 from helpers import write_settings
-from responder import limits
-from responder.clock import clock
-from responder.context import build_context
-from responder.intake import store_inbound_text
-from responder.jobs import process_pending
-from responder.models import Alert, Draft, Message, Outbox
-from responder.settings import load_settings
+from sqlmodel import col, select
+
+from responder.core.clock import clock
+from responder.core.models import Alert, Draft, Message, Outbox
+from responder.core.settings import load_settings
+from responder.decide import limits
+from responder.intake.store import store_inbound_text
+from responder.ops.context import build_context
+from responder.ops.jobs import process_pending
 
 GOOD = {"reply": "Shipping in the US is a flat $7, and it's free on orders over $60.", "confidence": 0.93,
         "sources": ["faq.md#How much is shipping?"]}

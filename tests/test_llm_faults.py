@@ -13,16 +13,16 @@ from __future__ import annotations
 import time
 
 import pytest
-from sqlmodel import select
-
 from fakes.openai_chat import FakeOpenAIChat
 from helpers import customer_mail, write_settings
-from responder.context import Context, build_context
-from responder.drafting.openai_backend import OpenAIDrafter
-from responder.intake import store_inbound_email
-from responder.jobs import process_pending
-from responder.models import Draft, Message, MessageStatus
-from responder.settings import load_settings
+from sqlmodel import select
+
+from responder.core.models import Draft, Message, MessageStatus
+from responder.core.settings import load_settings
+from responder.draft.openai_backend import OpenAIDrafter
+from responder.intake.store import store_inbound_email
+from responder.ops.context import Context, build_context
+from responder.ops.jobs import process_pending
 
 pytestmark = pytest.mark.timeout(60)
 

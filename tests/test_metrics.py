@@ -14,14 +14,23 @@ from pathlib import Path
 
 import pytest
 
-from responder import charts
-from responder.clock import clock
-from responder.db import Database
-from responder.report import cmd_stats, format_duration, format_money
-from responder.metrics import (DayMetrics, _p90, compute, daily, day_window,
-                               reason_gist, unanswered, yesterday)
-from responder.models import Customer, Draft, Feedback, Message, Outbox, Thread
-from responder.settings import load_settings
+from responder.cli.owner_cmds import cmd_stats
+from responder.core.clock import clock
+from responder.core.db import Database
+from responder.core.models import Customer, Draft, Feedback, Message, Outbox, Thread
+from responder.core.settings import load_settings
+from responder.owner import charts
+from responder.owner.metrics import (
+    DayMetrics,
+    _p90,
+    compute,
+    daily,
+    day_window,
+    reason_gist,
+    unanswered,
+    yesterday,
+)
+from responder.owner.report import format_duration, format_money
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2025, 3, 10, 12, 0, tzinfo=timezone.utc)

@@ -6,8 +6,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
-import responder.models  # noqa: F401
-from responder.db import Database
+import responder.core.models  # noqa: F401
+from responder.core.db import Database
 
 
 def test_upgrade_head_matches_the_models(database_url):

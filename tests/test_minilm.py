@@ -1,4 +1,4 @@
-"""responder/minilm.py: the local MiniLM on torch's own encoder gives sentence-transformers' vectors."""
+"""responder/knowledge/minilm.py: the local MiniLM on torch's own encoder gives sentence-transformers' vectors."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from responder.embeddings import LocalEmbedder
+from responder.knowledge.embeddings import LocalEmbedder
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,16 +18,16 @@ import threading
 import time
 
 import pytest
-from sqlmodel import select
-
 from conftest import _pg_admin_connect
 from helpers import PASSWORD_ENV, ROOT, customer_mail, write_settings
-from channels.email.imap import ImapMailbox
-from responder.db import Database
-from responder.locks import job_lock, lock_key
-from responder.models import Draft, Message, Outbox
-from responder.settings import load_settings
+from sqlmodel import select
 from test_daemon import QUESTIONS, _all_done, start_daemon, wait_until
+
+from channels.email.imap import ImapMailbox
+from responder.core.db import Database
+from responder.core.locks import job_lock, lock_key
+from responder.core.models import Draft, Message, Outbox
+from responder.core.settings import load_settings
 
 MESSAGES = int(os.environ.get("DESKHAND_MULTIPROCESS_MESSAGES", "2000"))
 STREAM_PER_SECOND = float(os.environ.get("DESKHAND_MULTIPROCESS_RATE", "25"))
@@ -104,7 +104,7 @@ def test_job_lock_goes_with_its_connection(database_url, caplog):
 
 @ON_POSTGRES
 def test_job_lock_of_a_killed_process_is_released(database_url):
-    code = ("import sys, time; from responder.db import Database; from responder.locks import job_lock\n"
+    code = ("import sys, time; from responder.core.db import Database; from responder.core.locks import job_lock\n"
             "with job_lock(Database(sys.argv[1]), 'digest') as mine:\n"
             "    print('held' if mine else 'busy', flush=True); time.sleep(120)\n")
     child = subprocess.Popen([sys.executable, "-c", code, database_url], stdout=subprocess.PIPE, cwd=ROOT,
@@ -127,7 +127,7 @@ def test_job_lock_of_a_killed_process_is_released(database_url):
 
 
 def test_lock_keys_are_stable_across_processes_and_apart_per_schema():
-    code = "from responder.locks import lock_key; print(lock_key('poll:shop@imap:993/INBOX', 'shop_a'))"
+    code = "from responder.core.locks import lock_key; print(lock_key('poll:shop@imap:993/INBOX', 'shop_a'))"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True,
                            env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "12345"})
     key = lock_key("poll:shop@imap:993/INBOX", "shop_a")
@@ -159,7 +159,7 @@ SYNC_SCRIPT = """
 import hashlib, logging, sys, time
 from pathlib import Path
 import numpy as np
-from responder.index import KnowledgeIndex
+from responder.knowledge.index import KnowledgeIndex
 
 logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
 release = Path(sys.argv[3])
@@ -207,8 +207,8 @@ def test_two_processes_syncing_one_index_take_turns(tmp_path):
 
 
 def test_index_dir_setting_places_the_index(tmp_path, monkeypatch):
-    from responder.context import index_root
-    from responder.index import index_path
+    from responder.knowledge.index import index_path
+    from responder.ops.context import index_root
 
     config = write_settings(tmp_path, database_url="sqlite://")
     plain = load_settings(config)

@@ -10,14 +10,14 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
-
 from fakes.openai_chat import FakeOpenAIChat
-from responder.drafting import make_drafter
-from responder.drafting.base import DraftRequest, Turn
-from responder.drafting.openai_backend import LLMDraftResult, OpenAIDrafter, neutralise
-from responder.knowledge import load_knowledge
-from responder.retrieve import Hit
-from responder.settings import load_settings
+
+from responder.core.settings import load_settings
+from responder.draft import make_drafter
+from responder.draft.base import DraftRequest, Turn
+from responder.draft.openai_backend import LLMDraftResult, OpenAIDrafter, neutralise
+from responder.knowledge.folder import load_knowledge
+from responder.knowledge.retrieve import Hit
 
 KNOWLEDGE = Path(__file__).resolve().parent.parent / "knowledge"
 SHIP = "faq.md#When will my order ship?"
@@ -239,7 +239,7 @@ def test_unreachable_server_falls_back(settings):
 
 
 def test_timeouts_come_from_the_settings(fake, tmp_path):
-    from responder.drafting.openai_backend import OpenAIDrafter
+    from responder.draft.openai_backend import OpenAIDrafter
 
     path = tmp_path / "s.toml"
     path.write_text(f'[llm]\nprovider = "openai"\nbase_url = "{fake.base_url}"\ntimeout_s = 42\nbudget_s = 90\n')

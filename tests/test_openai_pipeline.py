@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from fakes.openai_chat import FakeOpenAIChat
 from helpers import ROOT
-from responder.context import build_context
-from responder.evaluate import run_cases
-from responder.settings import load_settings
+
+from responder.core.settings import load_settings
+from responder.ops.context import build_context
+from responder.ops.evaluate import run_cases
 
 BAD_DRAFTS = {
     "wrong price": ("How much is Amber Noir?", "Amber Noir is $19 and ships within 2 business days."),
@@ -75,9 +75,9 @@ def test_model_failure_falls_back_to_offline_and_review(openai_settings):
 def test_tokens_and_cost_are_stored_on_the_draft(openai_settings, tmp_path):
     from sqlmodel import select
 
-    from responder.intake import store_inbound_text
-    from responder.jobs import process_pending
-    from responder.models import Draft
+    from responder.core.models import Draft
+    from responder.intake.store import store_inbound_text
+    from responder.ops.jobs import process_pending
 
     fake, settings = openai_settings
     fake.enqueue({"reply": "Shipping in the US is a flat $7, and it's free on orders over $60.",

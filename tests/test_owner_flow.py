@@ -17,16 +17,16 @@ import time
 import urllib.request
 from email.utils import make_msgid
 
-from sqlmodel import col, func, select
-
 from browser import browser_page  # noqa: F401  (fixture)
 from helpers import PASSWORD_ENV, ROOT, customer_mail, write_settings
-from responder import links
-from responder.db import Database
-from responder.models import Digest, Draft, DraftEvent, Message
-from responder.settings import load_settings
 from servers import free_port
+from sqlmodel import col, func, select
 from test_daemon import start_daemon, wait_until
+
+from responder.core.db import Database
+from responder.core.models import Digest, Draft, DraftEvent, Message
+from responder.core.settings import load_settings
+from responder.owner import links
 
 OWNER = "owner@example.test"
 PASSWORD = "wick-and-willow-owner-7"

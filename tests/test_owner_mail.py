@@ -8,17 +8,38 @@ import re
 from datetime import datetime, timezone
 
 import pytest
+from helpers import (
+    PASSWORD_ENV,
+    customer_mail,
+    make_context,
+    run_until_idle,
+    write_settings,
+)
 from sqlmodel import select
 
-from helpers import PASSWORD_ENV, customer_mail, make_context, run_until_idle, write_settings
-from responder import approvals, links
-from responder.clock import clock
-from responder.context import Context
-from responder.db import Database
-from responder.jobs import poll_mailbox
-from responder.models import Customer, Draft, DraftEvent, Message, Outbox, Route, Thread, new_token
-from responder.owner_mail import REF_RE, find_refs, notify_held, owner_message_id, send_reminders
-from responder.settings import load_settings
+from responder.core.clock import clock
+from responder.core.db import Database
+from responder.core.models import (
+    Customer,
+    Draft,
+    DraftEvent,
+    Message,
+    Outbox,
+    Route,
+    Thread,
+    new_token,
+)
+from responder.core.settings import load_settings
+from responder.ops.context import Context
+from responder.ops.jobs import poll_mailbox
+from responder.owner import approvals, links
+from responder.owner.owner_mail import (
+    REF_RE,
+    find_refs,
+    notify_held,
+    owner_message_id,
+    send_reminders,
+)
 
 OWNER = 'to = "Owner@Example.test"\n'
 

@@ -8,12 +8,24 @@ SMTP server captured and the draft's status and events.
 from __future__ import annotations
 
 import pytest
+from helpers import (
+    PASSWORD_ENV,
+    customer_mail,
+    make_context,
+    run_until_idle,
+    write_settings,
+)
 from sqlmodel import select
 
-from helpers import PASSWORD_ENV, customer_mail, make_context, run_until_idle, write_settings
-from responder.jobs import poll_mailbox
-from responder.models import Digest, Draft, DraftEvent, Message, Outbox, Route
-from responder.owner_replies import Command, find_refs, read_digest_reply, read_reply, strip_signature
+from responder.core.models import Digest, Draft, DraftEvent, Message, Outbox, Route
+from responder.ops.jobs import poll_mailbox
+from responder.owner.owner_replies import (
+    Command,
+    find_refs,
+    read_digest_reply,
+    read_reply,
+    strip_signature,
+)
 
 OWNER = "Maya <owner@example.test>"
 JAMIE = "jamie@customer.test"
@@ -189,7 +201,7 @@ def test_ok_sends_the_draft_in_the_customers_thread(shop):
 
 @pytest.mark.parametrize("shop", ["all"], indirect=True)
 def test_answering_the_real_notification(shop):
-    """The notification from responder.owner_mail, answered as a mail client would: its subject
+    """The notification from responder.owner.owner_mail, answered as a mail client would: its subject
     with "Re: ", In-Reply-To its Message-ID."""
     ctx, dovecot, smtp = shop
     draft = held(ctx, dovecot)

@@ -12,7 +12,11 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from channels.email.parse import (  # noqa: E402
-    ParsedEmail, extract_new_text, normalize_subject, parse_email)
+    ParsedEmail,
+    extract_new_text,
+    normalize_subject,
+    parse_email,
+)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "email"
 

@@ -1,4 +1,4 @@
-"""responder/prepare.py and Retriever.prepare: a batch's questions are embedded in one model call
+"""responder/ops/prepare.py and Retriever.prepare: a batch's questions are embedded in one model call
 ahead of routing, and routing then finds exactly what it would have found on its own."""
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from helpers import make_context, write_settings
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from backlog import mixed_mail  # noqa: E402
 
-from responder import prepare  # noqa: E402
-from responder.intake import store_inbound_email  # noqa: E402
-from responder.jobs import process_pending  # noqa: E402
-from responder.models import Draft, Message  # noqa: E402
+from responder.core.models import Draft, Message  # noqa: E402
+from responder.intake.store import store_inbound_email  # noqa: E402
+from responder.ops import prepare  # noqa: E402
+from responder.ops.jobs import process_pending  # noqa: E402
 
 NO_LIMITS = "[routing]\nmax_auto_replies_per_hour = 0\nloop_threshold = 1000000\n"
 

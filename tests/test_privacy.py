@@ -18,20 +18,32 @@ from itertools import count
 from types import SimpleNamespace
 
 import pytest
-from sqlmodel import SQLModel, select
-
 from fakes.twilio_api import FakeTwilio
 from helpers import ROOT, customer_mail, write_settings
-from responder import approvals, customers, digest, feedback, privacy, retention
-from responder.clock import as_utc, clock, utcnow
-from responder.context import Context, build_context
-from responder.db import Database
-from responder.intake import store_inbound_email, store_inbound_text
-from responder.jobs import process_pending, send_email_outbox
-from responder.models import (Customer, CustomerLink, Digest, Draft, Identity, Lesson, Message, Outbox, Thread)
-from responder.settings import load_settings
-from responder.texting import send_text_outbox
 from servers import SmtpCapture
+from sqlmodel import SQLModel, select
+
+from responder.core.clock import as_utc, clock, utcnow
+from responder.core.db import Database
+from responder.core.models import (
+    Customer,
+    CustomerLink,
+    Digest,
+    Draft,
+    Identity,
+    Lesson,
+    Message,
+    Outbox,
+    Thread,
+)
+from responder.core.settings import load_settings
+from responder.intake.store import store_inbound_email, store_inbound_text
+from responder.ops import privacy, retention
+from responder.ops.context import Context, build_context
+from responder.ops.jobs import process_pending
+from responder.ops.sending import send_outbox
+from responder.owner import approvals, digest, feedback
+from responder.understand import customers
 
 pytestmark = pytest.mark.timeout(240)
 OWNER = "maya@shop.test"
@@ -107,8 +119,8 @@ def draft_of(ctx, message_id: int) -> Draft | None:
 
 
 def send_all(ctx) -> None:
-    asyncio.run(send_email_outbox(ctx))
-    send_text_outbox(ctx)
+    asyncio.run(send_outbox(ctx, "email"))
+    asyncio.run(send_outbox(ctx, "texts"))
 
 
 def customer_id(ctx, kind: str, value: str) -> int:
@@ -213,7 +225,7 @@ def forget(config, who: str, *args: str, answer: str = "") -> subprocess.Complet
 
 def test_every_table_is_accounted_for():
     assert {t.name for t in SQLModel.metadata.sorted_tables} <= set(privacy.TABLES), \
-        "a new table: say in responder.privacy.TABLES what forget and retention do with it"
+        "a new table: say in responder.ops.privacy.TABLES what forget and retention do with it"
 
 
 def test_forget_erases_one_customer_everywhere_and_nobody_else(shop):

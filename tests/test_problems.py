@@ -6,15 +6,23 @@ from __future__ import annotations
 import argparse
 
 import pytest
+from helpers import (
+    PASSWORD_ENV,
+    customer_mail,
+    make_context,
+    run_until_idle,
+    write_settings,
+)
 from sqlmodel import select
 
-from helpers import PASSWORD_ENV, customer_mail, make_context, run_until_idle, write_settings
-from responder import digest, limits, problems
-from responder.clock import clock
-from responder.drafting import make_drafter
-from responder.jobs import poll_mailbox
-from responder.models import Message, Outbox
-from responder.settings import load_settings
+from responder.cli import owner_cmds
+from responder.core.clock import clock
+from responder.core.models import Message, Outbox
+from responder.core.settings import load_settings
+from responder.decide import limits
+from responder.draft import make_drafter
+from responder.ops.jobs import poll_mailbox
+from responder.owner import digest, problems
 
 
 class _FlakyDrafter:
@@ -37,7 +45,7 @@ def _real_time():
 
 def cli(settings, capsys, action, kind=None, problem_id=None, as_json=False) -> str:
     args = argparse.Namespace(action=action, kind=kind, id=problem_id, json=as_json)
-    status = problems.cmd_problems(settings, args)
+    status = owner_cmds.cmd_problems(settings, args)
     out = capsys.readouterr().out
     assert status == 0, out
     return out
@@ -97,7 +105,8 @@ def test_unknown_send_is_resent_only_when_the_owner_says_so(tmp_path, monkeypatc
     poll_mailbox(ctx)
     dovecot.append(customer_mail("How much is shipping?"))
     poll_mailbox(ctx)
-    from responder.jobs import claim_outbound, process_pending
+    from responder.ops.jobs import process_pending
+    from responder.ops.sending import claim_outbound
     process_pending(ctx)
     claim_outbound(ctx, "email")  # handed to SMTP, then the process "dies": the lease runs out
     clock.freeze(clock.now())

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import ROOT
-from responder.embeddings import LocalEmbedder
-from responder.index import KnowledgeIndex
-from responder.retrieve import Retriever, open_retriever
+
+from responder.knowledge.embeddings import LocalEmbedder
+from responder.knowledge.index import KnowledgeIndex
+from responder.knowledge.retrieve import Retriever, open_retriever
 
 HARBOR = ROOT.parent / "shared" / "eval" / "harbor" / "knowledge"
 
@@ -167,8 +167,8 @@ def test_shopify_export_is_searchable_by_name_and_sku(tmp_path, embedder):
 
 
 def test_catalog_feed_replaces_the_catalog_only_when_it_reads_well(shop, tmp_path):
-    from responder.catalog_sync import sync_catalog, sync_catalog_job
-    from responder.settings import load_settings
+    from responder.core.settings import load_settings
+    from responder.knowledge.catalog_sync import sync_catalog, sync_catalog_job
 
     feed = tmp_path / "feed.csv"
     config = tmp_path / "s.toml"
@@ -187,7 +187,8 @@ def test_catalog_feed_replaces_the_catalog_only_when_it_reads_well(shop, tmp_pat
 
 def test_openai_embeddings_backend_through_the_real_client(shop, tmp_path):
     from fakes.openai_server import FakeOpenAI
-    from responder.embeddings import OpenAIEmbedder
+
+    from responder.knowledge.embeddings import OpenAIEmbedder
 
     with FakeOpenAI(dim=64) as server:
         embedder = OpenAIEmbedder(model="text-embedding-3-small", base_url=server.base_url, api_key="test-key",

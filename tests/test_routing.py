@@ -1,9 +1,9 @@
 """The routing table: the first rule that hits decides, every hit is a readable reason."""
 from __future__ import annotations
 
-from responder.drafting.base import DraftResult
-from responder.models import Route
-from responder.routing import RouteFacts, decide
+from responder.core.models import Route
+from responder.decide.routing import RouteFacts, decide
+from responder.draft.base import DraftResult
 
 
 def facts(text="How much is shipping?", confidence=0.9, **kw) -> RouteFacts:

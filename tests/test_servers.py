@@ -11,10 +11,9 @@ from email.message import EmailMessage
 
 import aiosmtplib
 import pytest
+import servers
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, LoginError
-
-import servers
 from servers import SmtpCapture, insecure_client_ssl_context
 
 

@@ -5,10 +5,10 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import ROOT
-from responder.errors import ConfigError
-from responder.settings import load_settings
+
+from responder.core.errors import ConfigError
+from responder.core.settings import load_settings
 
 
 def test_shipped_settings_file_loads_with_defaults():

@@ -11,11 +11,18 @@ from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
-from responder import frustration, language
-from responder.signals import (DEFAULT_SENSITIVE_PATTERNS, FRUSTRATION_THRESHOLD, SignalConfig, Signals,
-                               compute_signals)
+from responder.understand import frustration, language
+from responder.understand.signals import (
+    DEFAULT_SENSITIVE_PATTERNS,
+    FRUSTRATION_THRESHOLD,
+    SignalConfig,
+    Signals,
+    compute_signals,
+)
 
 
 def sig(text, **kw) -> Signals:

@@ -8,14 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from fakes import openai_chat
 from fakes.openai_chat import FakeOpenAIChat, count_chat_tokens
-from responder.drafting.base import DraftRequest
-from responder.drafting.openai_backend import OpenAIDrafter
-from responder.knowledge import load_knowledge
-from responder.retrieve import Hit
-from responder.settings import load_settings
+
+from responder.core.settings import load_settings
+from responder.draft.base import DraftRequest
+from responder.draft.openai_backend import OpenAIDrafter
+from responder.knowledge.folder import load_knowledge
+from responder.knowledge.retrieve import Hit
 
 KNOWLEDGE = Path(__file__).resolve().parent.parent / "knowledge"
 SHIPPING = "faq.md#How much is shipping?"

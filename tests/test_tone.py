@@ -4,9 +4,15 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from responder.tone import TONE_DEFAULTS, apply_tone, sms_segments, split_sentences
+from responder.draft.tone import (
+    TONE_DEFAULTS,
+    apply_tone,
+    sms_segments,
+    split_sentences,
+)
 
 # The eval scorer's tone patterns (shared/eval/score.py), copied as test oracles, not imported.
 SCORER_BANNED = re.compile(r"^\s*(certainly|of course|absolutely|great question|sure thing|i hope (this|you)|thank you "

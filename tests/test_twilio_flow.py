@@ -15,16 +15,16 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from sqlmodel import func, select
-from twilio.request_validator import RequestValidator
-
 from fakes.twilio_api import FakeTwilio
 from helpers import ROOT, write_settings
-from responder.db import Database
-from responder.models import Draft, Message
 from servers import free_port
+from sqlmodel import func, select
 from test_daemon import start_daemon, wait_until
 from test_owner_flow import _http_ok
+from twilio.request_validator import RequestValidator
+
+from responder.core.db import Database
+from responder.core.models import Draft, Message
 
 SHOP = "+15550100000"
 _sids = iter(range(1, 10_000))

@@ -4,7 +4,7 @@ idempotent storing on MessageSid, media, STOP/START/HELP, bad input, a flood fro
 delivery status callbacks, and polling mode against the loopback Twilio REST fake.
 
 Requests go through FastAPI's TestClient to ``create_app``; processing is the real pipeline
-(``responder.jobs.process_pending``) with the offline drafter. Nothing is mocked.
+(``responder.ops.jobs.process_pending``) with the offline drafter. Nothing is mocked.
 """
 from __future__ import annotations
 
@@ -14,19 +14,26 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
+from browser import make_web
+from helpers import write_settings
 from sqlmodel import func, select
 from twilio.request_validator import RequestValidator
 
-from browser import make_web
-from channels.twilio.webhook import FormParams, decode_form, is_forward, signature_error, WebhookRefused
-from helpers import write_settings
-from responder import optout
-from responder.clock import clock
-from responder.context import Context, build_context
-from responder.errors import ConfigError, TransientError
-from responder.jobs import process_pending
-from responder.models import Draft, Identity, Message, Outbox
-from responder.settings import load_settings
+from channels.twilio.webhook import (
+    FormParams,
+    WebhookRefused,
+    decode_form,
+    is_forward,
+    signature_error,
+)
+from responder.core.clock import clock
+from responder.core.errors import ConfigError, TransientError
+from responder.core.models import Draft, Identity, Message, Outbox
+from responder.core.settings import load_settings
+from responder.decide import optout
+from responder.ops.context import Context, build_context
+from responder.ops.jobs import process_pending
+from responder.understand import customers
 
 TOKEN_ENV = "DESKHAND_TEST_TWILIO_TOKEN"
 TOKEN = "test-twilio-auth-token-5f1c"
@@ -312,7 +319,7 @@ def test_stop_start_and_help(web):
 
     def opted_out() -> bool:
         with web.ctx.db.transaction() as session:
-            return optout.is_opted_out(session, CUSTOMER)
+            return customers.is_opted_out(session, CUSTOMER)
 
     def to_customer() -> list[Outbox]:
         return [o for o in outbox_rows(web.ctx) if o.recipient == CUSTOMER]
@@ -453,7 +460,7 @@ def test_a_21610_status_marks_the_number_opted_out(web):
     form = status_form(sid, "failed", ErrorCode="21610", ErrorMessage="Attempt to send to unsubscribed recipient")
     assert signed_post(web.client, "/twilio/status", form).status_code == 200
     with web.ctx.db.transaction() as session:
-        assert optout.is_opted_out(session, CUSTOMER)
+        assert customers.is_opted_out(session, CUSTOMER)
 
 
 # --- polling mode, against the loopback Twilio REST fake, through the real client ----------------
@@ -469,7 +476,7 @@ def polling(twilio_base, database_url, monkeypatch):
 
 
 def test_polling_stores_each_inbound_message_once(polling):
-    from channels.twilio.poll import poll_twilio
+    from responder.intake.twilio_poll import poll_twilio
     fake, ctx = polling.fake, polling.ctx
     fake.add_inbound(CUSTOMER, SHOP, "Sent before Deskhand started: never answered",
                      date_sent=datetime.now(timezone.utc) - timedelta(minutes=5))
@@ -502,7 +509,7 @@ def test_polling_reads_every_page_and_loses_nothing_when_a_page_fails(polling):
     from twilio.http.http_client import TwilioHttpClient
 
     from channels.twilio.client import make_client
-    from channels.twilio.poll import poll_twilio
+    from responder.intake.twilio_poll import poll_twilio
 
     class LosesConnectionOnRequest(TwilioHttpClient):
         """The real HTTP client; request number ``n`` of this poll meets a dropped connection."""
@@ -539,7 +546,7 @@ def test_polling_reads_every_page_and_loses_nothing_when_a_page_fails(polling):
 
 
 def test_polling_with_a_wrong_token_says_so(polling, monkeypatch):
-    from channels.twilio.poll import poll_twilio
+    from responder.intake.twilio_poll import poll_twilio
     assert poll_twilio(polling.ctx) == 0
     polling.fake.add_inbound(CUSTOMER, SHOP, "hello?")
     monkeypatch.setenv(TOKEN_ENV, "not-the-token")
@@ -549,7 +556,7 @@ def test_polling_with_a_wrong_token_says_so(polling, monkeypatch):
 
 
 def test_webhook_mode_does_not_poll(twilio_base, database_url):
-    from channels.twilio.poll import poll_twilio
+    from responder.intake.twilio_poll import poll_twilio
     with make_web(twilio_base, database_url) as w:
         assert w.ctx.settings.twilio.mode == "webhook"
         assert poll_twilio(w.ctx) == 0

@@ -1,39 +1,62 @@
-"""Sending texts through Twilio: the send job (responder.texting), the channel (channels.twilio.send)
+"""Sending texts through Twilio: the send job (responder.ops.sending) and its rules (channels.base), the channel (channels.twilio.send)
 and the owner's handoff text, against the loopback Twilio fake driven through the real ``twilio``
 client, on real SQLite and PostgreSQL. Rows are built directly or by the pipeline
 (``store_inbound_text`` + ``process_pending``); the test reads what the fake received and the rows.
 """
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
+from fakes.twilio_api import FakeTwilio, count_segments
+from helpers import make_context, write_settings
 from sqlmodel import select
 from twilio.base.exceptions import TwilioRestException
 
-from channels.base import Outbound
+from channels.base import (
+    OPTED_OUT,
+    Outbound,
+    SendFacts,
+    decide_before_send,
+    shorten_at_sentence,
+)
 from channels.email.compose import new_message_id
 from channels.twilio.client import make_client
 from channels.twilio.send import TwilioSender, classify
-from fakes.twilio_api import FakeTwilio, count_segments
-from helpers import make_context, write_settings
-from responder import approvals, outbox
-from responder.clock import clock
-from responder.context import Context
-from responder.db import Database
-from responder.errors import PermanentError, TransientError
-from responder.intake import store_inbound_text
-from responder.jobs import process_pending
-from responder.models import (Customer, Draft, DraftEvent, Identity, Message, Outbox, Route, Thread)
-from responder.owner_mail import notify_held
-from responder.settings import load_settings
-from responder.texting import (OPTED_OUT, SendFacts, decide_before_send, send_text_outbox,
-                               shorten_at_sentence)
-from responder.tone import sms_segments
+from responder.core.clock import clock
+from responder.core.db import Database
+from responder.core.errors import PermanentError, TransientError
+from responder.core.models import (
+    Customer,
+    Draft,
+    DraftEvent,
+    Identity,
+    Message,
+    Outbox,
+    Route,
+    Thread,
+)
+from responder.core.settings import load_settings
+from responder.core.text import sms_segments
+from responder.intake.store import store_inbound_text
+from responder.ops.context import Context
+from responder.ops.jobs import process_pending
+from responder.ops.sending import send_outbox
+from responder.owner import approvals
+from responder.owner.owner_mail import notify_held
+from responder.send import outbox
 
 TOKEN_ENV = "DESKHAND_TEST_TWILIO_TOKEN"
+
+
+def send_text_outbox(ctx) -> int:
+    """One run of the send job for texts, as the daemon's texts worker runs it."""
+    return asyncio.run(send_outbox(ctx, "texts"))
+
+
 SHOP_SMS, SHOP_WA, OWNER_PHONE = "+15550100000", "+15550100001", "+15550109999"
 JAMIE = "+14155550100"
 CALLBACK = "https://help.example.test/twilio/status"
@@ -166,9 +189,9 @@ def test_unreachable_twilio_is_transient(fake):
         web=SimpleNamespace(public_url=""))
     item = Outbound(outbox_id=1, recipient=JAMIE, subject="", body_text="Hi", message_id="<x@y>")
     with pytest.raises(TransientError, match="could not reach Twilio"):
-        TwilioSender(settings).send(item, channel="sms")
+        TwilioSender(settings).deliver_now(item, channel="sms")
     with pytest.raises(PermanentError, match="whatsapp_from is empty"):
-        TwilioSender(settings).send(item, channel="whatsapp")
+        TwilioSender(settings).deliver_now(item, channel="whatsapp")
 
 
 # --- the rules, as plain data --------------------------------------------------------------------

@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import select
-
 from helpers import write_settings
 from pgcluster import pg_cluster  # noqa: F401  (fixture)
-from responder import spool
-from responder.context import build_context
-from responder.models import Message
-from responder.settings import load_settings
+from sqlmodel import select
+from test_twilio_inbound import (
+    PUBLIC,
+    SHOP,
+    TOKEN,
+    TOKEN_ENV,
+    TWIML,
+    new_sid,
+    signed_post,
+    sms_form,
+)
+
+from responder.core.models import Message
+from responder.core.settings import load_settings
+from responder.intake import spool
+from responder.ops.context import build_context
 from responder.web import create_app
-from test_twilio_inbound import PUBLIC, SHOP, TOKEN, TOKEN_ENV, TWIML, new_sid, signed_post, sms_form
 
 
 @pytest.mark.timeout(180)

@@ -7,12 +7,23 @@ from __future__ import annotations
 import time
 
 import pytest
+from browser import (  # noqa: F401
+    HUMAN,
+    SHIPPING,
+    UNKNOWN,
+    hold,
+    link_path,
+    login,
+    make_web,
+    own_knowledge,
+    rows,
+    set_password,
+    web_base,
+)
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from browser import (HUMAN, SHIPPING, UNKNOWN, hold, link_path, login, make_web, own_knowledge,  # noqa: F401
-                     rows, set_password, web_base)
-from responder import links
-from responder.models import Draft, DraftEvent, Feedback, Lesson, Outbox, UsedLink
+from responder.core.models import Draft, DraftEvent, Feedback, Lesson, Outbox, UsedLink
+from responder.owner import links
 
 HELD = ("review", "handoff")
 SCRIPT = "<script>alert(1)</script>"
@@ -197,7 +208,7 @@ def test_bad_feedback_links_are_refused(web):
 
 def _lesson(web) -> Lesson:
     draft = hold(web.ctx, UNKNOWN)
-    from responder import approvals
+    from responder.owner import approvals
     with web.ctx.db.transaction() as session:
         approvals.approve(session, web.ctx.settings, draft.id, actor="test",
                           text="Live goldfish ship to Antarctica for $95 by drone.")

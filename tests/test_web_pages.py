@@ -10,15 +10,37 @@ import sys
 from argparse import Namespace
 
 import pytest
+from browser import (  # noqa: F401
+    HUMAN,
+    PASSWORD,
+    SHIPPING,
+    UNKNOWN,
+    csrf_of,
+    hold,
+    login,
+    make_web,
+    own_knowledge,
+    rows,
+    set_password,
+    web_base,
+)
+from helpers import write_settings
 from sqlmodel import func, select
 
-from browser import (HUMAN, PASSWORD, SHIPPING, UNKNOWN, csrf_of, hold, login, make_web, own_knowledge,  # noqa: F401
-                     rows, set_password, web_base)
-from helpers import write_settings
-from responder.clock import clock
-from responder.models import (Customer, Draft, DraftEvent, Lesson, Message, OwnerSetting, Outbox, Thread)
-from responder.settings import load_settings
-from responder.web.auth import PASSWORD_KEY, check_password, cmd_set_password
+from responder.cli.customer_cmds import cmd_set_password
+from responder.core.clock import clock
+from responder.core.models import (
+    Customer,
+    Draft,
+    DraftEvent,
+    Lesson,
+    Message,
+    Outbox,
+    OwnerSetting,
+    Thread,
+)
+from responder.core.settings import load_settings
+from responder.owner.password import PASSWORD_KEY, check_password
 
 HELD = ("review", "handoff")
 SCRIPT = "<script>alert(1)</script>"
@@ -57,7 +79,7 @@ def test_set_password_command_stores_a_scrypt_hash(tmp_path, database_url, monke
     assert cmd_set_password(settings, Namespace(password_stdin=True)) == 0
     assert "Password set" in capsys.readouterr().out
 
-    from responder.db import Database
+    from responder.core.db import Database
     db = Database(database_url)
     with db.transaction() as session:
         stored = session.get(OwnerSetting, PASSWORD_KEY).value

@@ -38,22 +38,22 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from itsdangerous import TimestampSigner
-from sqlmodel import SQLModel, select
-from starlette.routing import Mount
-from twilio.request_validator import RequestValidator
-
 from browser import PASSWORD, csrf_of, hold, login, make_web, set_password, web_base  # noqa: F401
 from fakes.openai_chat import FakeOpenAIChat
 from fakes.twilio_api import FakeTwilio
 from helpers import PASSWORD_ENV, customer_mail, write_settings
-from responder import approvals
-from responder.db import Database
-from responder.models import Draft, Identity, Lesson, Outbox
-from responder.web.auth import fingerprint, stored_hash
-from responder.web.security import SESSION_COOKIE
+from itsdangerous import TimestampSigner
 from servers import Dovecot, SmtpCapture, free_port, require_dovecot
+from sqlmodel import SQLModel, select
+from starlette.routing import Mount
 from test_daemon import start_daemon, wait_until
+from twilio.request_validator import RequestValidator
+
+from responder.core.db import Database
+from responder.core.models import Draft, Identity, Lesson, Outbox
+from responder.owner import approvals
+from responder.owner.password import fingerprint, stored_hash
+from responder.web.security import SESSION_COOKIE
 
 PUBLIC = {  # (method, path): why it needs no login
     ("GET", "/healthz"): "health check for monitors: counts only",
@@ -336,7 +336,7 @@ def test_records_are_redacted_before_any_handler_sees_them(monkeypatch):
     tracebacks, and uvicorn's access formatter still gets its arguments in shape."""
     from uvicorn.logging import AccessFormatter
 
-    from responder import logs
+    from responder.core import logs
 
     monkeypatch.setenv("DESKHAND_SECRET", SECRETS["DESKHAND_SECRET"])
     monkeypatch.setattr(logs, "_factory_installed", False)

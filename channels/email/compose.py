@@ -20,8 +20,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
 from channels.base import Outbound
-from responder.clock import utcnow
-from responder.templating import render
+from responder.core.clock import utcnow
+from responder.core.templating import render
 
 REPLY_PREFIX = re.compile(r"^\s*re\s*:", re.I)
 MAX_REFERENCES = 20  # keep the header sane on very long threads (first + most recent)

@@ -1,6 +1,6 @@
 """IMAP adapter (imapclient): fetch raw mail by UID, set flags, and wait for new mail with IDLE.
 
-A thin edge: no database and no decisions. ``responder.jobs.poll_mailbox`` drives it: it asks
+A thin edge: no database and no decisions. ``responder.ops.jobs.poll_mailbox`` drives it: it asks
 for the mailbox state (UIDVALIDITY, UIDNEXT), fetches raw messages after the stored cursor with
 ``BODY.PEEK[]`` (RFC 3501 §6.4.5: PEEK leaves ``\\Seen`` alone), and sets flags only after the
 rows are committed. Mail is never deleted or moved.
@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
-from responder.errors import ConfigError
+from responder.core.errors import ConfigError
 
 log = logging.getLogger("deskhand.imap")
 

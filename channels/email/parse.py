@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from channels.email.charsets import decode_text
-from channels.email.quotes import extract_new_text, render_text, tidy as _tidy  # noqa: F401 (re-exported)
+from channels.email.quotes import extract_new_text, render_text  # noqa: F401 (re-exported)
+from channels.email.quotes import tidy as _tidy
 
 MAX_BYTES = 30 * 1024 * 1024  # larger messages are truncated (noted in defects)
 MAX_DEPTH, MAX_PARTS = 12, 300  # multipart nesting / part count we follow
@@ -282,7 +283,7 @@ def _walk(part, depth: int, texts: list, attachments: dict, defects: list[str], 
 
 
 # Defects after which part of the message went unread: an answer to the rest may miss the point,
-# so routing holds such a message for the owner (``responder.routing.read_in_part``).
+# so routing holds such a message for the owner (``responder.decide.routing.read_in_part``).
 PARTIAL_READ = ("message truncated", "MIME structure unparseable", "headers unparseable", "more than",
                 "MIME tree too deep", "part unreadable", "text over")
 

@@ -16,9 +16,9 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
-from channels.base import Outbound, Receipt
+from channels.base import Channel, Outbound, Receipt
 from channels.email.compose import compose
-from responder.errors import PermanentError, TransientError, UnknownOutcome
+from responder.core.errors import PermanentError, TransientError, UnknownOutcome
 
 NETWORK_ERRORS = (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError)
 
@@ -64,8 +64,9 @@ class _Client(aiosmtplib.SMTP):
         return await super().data(message, **kwargs)
 
 
-class SmtpSender:
-    """``async with SmtpSender(cfg) as s: await s.send(outbound)`` — one connection, many mails."""
+class SmtpSender(Channel):
+    """The email channel: ``async with SmtpSender(cfg) as s: await s.send(outbound)`` — one
+    connection, many mails (``Channel.send`` checks, ``deliver`` hands the mail to SMTP)."""
 
     def __init__(self, email_settings, *, from_name: str, timeout: float = 30):
         self.cfg = email_settings
@@ -85,7 +86,11 @@ class SmtpSender:
     def where(self) -> str:
         return f"{self.cfg.smtp_host}:{self.cfg.smtp_port}"
 
-    async def __aenter__(self) -> "SmtpSender":
+    @property
+    def key(self) -> str:
+        return f"smtp:{self.where}"
+
+    async def open(self) -> None:
         try:
             await self.client.connect()
             # Log in where the server offers AUTH; a local relay (Postfix on localhost) may not.
@@ -103,9 +108,8 @@ class SmtpSender:
             if hint:
                 raise TransientError(f"TLS with the SMTP server {self.where} failed ({exc}); {hint}") from exc
             raise TransientError(f"cannot connect to SMTP {self.where}: {exc}") from exc
-        return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def close(self) -> None:
         try:
             await self.client.quit()
         except Exception:
@@ -117,7 +121,7 @@ class SmtpSender:
         except (ValueError, TypeError) as exc:  # e.g. a recipient that is not an address
             raise PermanentError(f"could not build the email: {exc}") from exc
 
-    async def send(self, outbound: Outbound) -> Receipt:
+    async def deliver(self, outbound: Outbound) -> Receipt:
         message = self.build(outbound)
         self.client.data_started = False
         try:

@@ -14,7 +14,7 @@ import logging
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from responder.errors import ConfigError
+from responder.core.errors import ConfigError
 
 TIMEOUT_S = 15.0
 # The library logs every request's URL and query (phone numbers) at INFO; ours stay readable.

@@ -1,7 +1,7 @@
 """Deliver one text (SMS or WhatsApp) through Twilio's Messages API, and say how it failed.
 
-Runs in the text send job (``responder.texting``) after the pre-send rules have passed: the
-channel only delivers (``channels.base``). ``send`` builds the ``messages.create`` call (From and
+Runs in the send job (``responder.ops.sending``) after the shared rules of ``channels.base.Channel``
+have passed: the channel only delivers. ``send`` builds the ``messages.create`` call (From and
 To with ``whatsapp:`` for WhatsApp, the status callback URL when a public URL is known, an
 approved template's ``ContentSid`` instead of a body when the row asks for one) and returns the
 MessageSid as the receipt. Failures, by what Twilio answered:
@@ -17,18 +17,37 @@ MessageSid as the receipt. Failures, by what Twilio answered:
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import datetime, timedelta, timezone
 
 import requests
-from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+from twilio.base.exceptions import (
+    TwilioException,
+    TwilioRestException,
+    TwilioServiceException,
+)
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from channels.base import Outbound, Receipt
+from channels.base import (
+    OPTED_OUT,
+    Channel,
+    Outbound,
+    Receipt,
+    Refused,
+    apply_verdict,
+    window_closed,
+)
 from channels.twilio.client import make_client
-from responder.errors import DeliveryError, PermanentError, TransientError, UnknownOutcome
-from responder.normalize import normalize_phone
+from responder.core.errors import (
+    DeliveryError,
+    PermanentError,
+    TransientError,
+    UnknownOutcome,
+)
+from responder.core.models import CUSTOMER_KINDS
+from responder.core.text import normalize_phone
 
 log = logging.getLogger("deskhand.twilio")
 CHANNELS = ("sms", "whatsapp")
@@ -113,12 +132,40 @@ def _never_reached(exc: requests.RequestException) -> bool:
     return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
 
 
-class TwilioSender:
-    """Sends texts for one settings object; the client (and the auth token) is read on first use."""
+class TwilioSender(Channel):
+    """The text channel (SMS and WhatsApp) for one settings object; the client (and the auth
+    token) is read on ``open`` (a missing token is a ``ConfigError`` before any row is claimed)."""
+
+    key = "twilio"
 
     def __init__(self, settings, client=None):
         self.settings = settings
         self._client = client
+
+    async def open(self) -> None:
+        self.client  # noqa: B018  (reads the auth token now)
+
+    async def deliver(self, outbound: Outbound) -> Receipt:
+        """Deliver in a thread (the Twilio client is synchronous). Twilio's 63016 (WhatsApp's
+        window closed after all) becomes the approved template, or a refusal back to the owner;
+        21610 (the number opted out at the carrier) a refusal the send job records as STOP."""
+        try:
+            return await asyncio.to_thread(self.deliver_now, outbound)
+        except PermanentError as exc:
+            if exc.code == 63016 and not outbound.extra.get("template"):
+                return await self._after_window_closed(outbound, str(exc))
+            if exc.code == 21610:
+                raise Refused(f"{OPTED_OUT} (Twilio error 21610)", code=21610) from None
+            raise
+
+    async def _after_window_closed(self, outbound: Outbound, error: str) -> Receipt:
+        verdict = window_closed(self.settings.twilio.whatsapp_template_sid.strip(), error)
+        if outbound.kind not in CUSTOMER_KINDS or not verdict.send:
+            raise Refused(verdict.reason, to_owner=True, code=63016)
+        templated = apply_verdict(outbound, verdict)
+        receipt = await asyncio.to_thread(self.deliver_now, templated)
+        return Receipt(provider_id=receipt.provider_id, detail=receipt.detail, sent=templated,
+                       notes=(verdict.reason,))
 
     @property
     def client(self):
@@ -126,8 +173,8 @@ class TwilioSender:
             self._client = make_client(self.settings)
         return self._client
 
-    def send(self, outbound: Outbound, *, channel: str | None = None) -> Receipt:
-        channel = channel or outbound.extra.get("channel") or "sms"
+    def deliver_now(self, outbound: Outbound, *, channel: str | None = None) -> Receipt:
+        channel = channel or outbound.channel
         params = message_params(self.settings, outbound, channel)
         # Twilio's clock, not the (maybe frozen) shop clock, dates what Twilio created.
         started = datetime.now(timezone.utc)

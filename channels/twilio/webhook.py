@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 
 from twilio.request_validator import RequestValidator
 
-from responder.normalize import clean, normalize_phone
+from responder.core.text import clean, normalize_phone
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 MAX_BODY_BYTES = 64 * 1024   # a 1,600-character body with 10 media URLs is well under 16 KB
@@ -83,7 +83,7 @@ def signature_error(*, token: str, url: str, params: FormParams, signature: str 
 
 @dataclass(frozen=True)
 class InboundText:
-    """One inbound SMS/MMS/WhatsApp message, as stored by ``responder.intake.store_inbound_text``."""
+    """One inbound SMS/MMS/WhatsApp message, as stored by ``responder.intake.store.store_inbound_text``."""
     provider_id: str               # MessageSid: Twilio retries webhooks, this makes storing idempotent
     channel: str                   # sms | whatsapp
     sender: str                    # E.164, or the raw From when it is no phone number (kept, then ignored)

@@ -18,14 +18,28 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 
-from responder.context import Context
-from responder.db import DatabaseUnavailable
-from responder.models import Draft, Message, Outbox
-from responder.web import (auth, customer_pages, dashboard, lesson_pages, link_pages, owner_pages, thread_pages,
-                           tryit, twilio_hooks)
-from responder.web.auth import LoginThrottle, NeedsLogin, NeedsPassword, cmd_set_password  # noqa: F401
+from responder.core.db import DatabaseUnavailable
+from responder.core.models import Draft, Message, Outbox
+from responder.ops.context import Context
+from responder.web import (
+    auth,
+    customer_pages,
+    dashboard,
+    lesson_pages,
+    link_pages,
+    owner_pages,
+    thread_pages,
+    tryit,
+    twilio_hooks,
+)
+from responder.web.auth import LoginThrottle, NeedsLogin, NeedsPassword  # noqa: F401
 from responder.web.pages import WebState, clear_page, page
-from responder.web.security import SESSION_COOKIE, CsrfRejected, SecurityHeaders, session_key
+from responder.web.security import (
+    SESSION_COOKIE,
+    CsrfRejected,
+    SecurityHeaders,
+    session_key,
+)
 
 __all__ = ["create_app", "cmd_set_password", "counts"]
 
@@ -51,7 +65,7 @@ def _csrf_rejected(request: Request, exc: CsrfRejected):
 
 
 def _database_unavailable(request: Request, exc: DatabaseUnavailable):
-    # responder.db has logged the outage once; each request adds nothing to the log.
+    # responder.core.db has logged the outage once; each request adds nothing to the log.
     return clear_page(request, "Database unavailable", "The database can't be reached right now, so nothing was "
                       "read or changed. Deskhand keeps trying by itself: reload this page in a minute.", status=503)
 

@@ -12,93 +12,27 @@ five minutes.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
-import secrets
-import sys
 import threading
 from datetime import timedelta
-from getpass import getpass
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import RedirectResponse
 from starlette.requests import Request
 
-from responder.clock import utcnow
-from responder.db import Database
-from responder.models import OwnerSetting
+from responder.core.clock import utcnow
+from responder.owner.password import (  # noqa: F401
+    MIN_LENGTH,
+    PASSWORD_KEY,
+    check_password,
+    fingerprint,
+    hash_password,
+    store_password,
+    stored_hash,
+)
 from responder.web.pages import WebState, clear_page, page, state
 from responder.web.security import checked_form, is_local_path, new_csrf_token
-
-PASSWORD_KEY = "web_password"
-MIN_LENGTH = 10
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1   # 16 MiB, ~50 ms: RFC 7914's interactive-login range
-
-
-# --- the password --------------------------------------------------------------------------
-
-def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
-    b64 = lambda raw: base64.b64encode(raw).decode()  # noqa: E731
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt)}${b64(digest)}"
-
-
-def check_password(password: str, stored: str) -> bool:
-    try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        n, r, p = int(n), int(r), int(p)
-        if scheme != "scrypt" or not (2 <= n <= 2 ** 20 and 1 <= r <= 32 and 1 <= p <= 16):
-            return False
-        expected = base64.b64decode(digest)
-        given = hashlib.scrypt(password.encode()[:4096], salt=base64.b64decode(salt), n=n, r=r, p=p,
-                               dklen=len(expected), maxmem=256 * r * n + 2 ** 20)
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(given, expected)
-
-
-def stored_hash(session) -> str:
-    row = session.get(OwnerSetting, PASSWORD_KEY)
-    return row.value if row is not None else ""
-
-
-def store_password(session, password: str) -> None:
-    if len(password) < MIN_LENGTH:
-        raise ValueError(f"The password must have at least {MIN_LENGTH} characters.")
-    row = session.get(OwnerSetting, PASSWORD_KEY) or OwnerSetting(key=PASSWORD_KEY)
-    row.value, row.updated_at = hash_password(password), utcnow()
-    session.add(row)
-
-
-def fingerprint(stored: str) -> str:
-    return hashlib.sha256(stored.encode()).hexdigest()[:24]
-
-
-def cmd_set_password(settings, args) -> int:
-    """``python run.py set-password [--password-stdin]``: reads ``args.password_stdin``."""
-    if getattr(args, "password_stdin", False):
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = getpass("New password for the web pages: ")
-        if getpass("The same password again: ") != password:
-            print("The two passwords differ; nothing was changed.", file=sys.stderr)
-            return 1
-    if len(password) < MIN_LENGTH:
-        print(f"The password must have at least {MIN_LENGTH} characters; nothing was changed.", file=sys.stderr)
-        return 1
-    db = Database(settings.database_url)
-    try:
-        db.migrate()
-        with db.transaction() as session:
-            store_password(session, password)
-    finally:
-        db.dispose()
-    print(f"Password set; log in at {settings.base_url}/login (browsers logged in before are signed out).")
-    return 0
-
 
 # --- who may see a page --------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 channel, and a form to link them with another customer.
 
 Behind the owner's login; the form carries the session's CSRF token like every owner form.
-Linking goes through ``responder.customers`` (the older customer is kept, the other merged into
+Linking goes through ``responder.understand.customers`` (the older customer is kept, the other merged into
 it) in the request's one transaction, then the page of the kept customer is shown.
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ from fastapi.responses import RedirectResponse
 from sqlmodel import col, func, select
 from starlette.requests import Request
 
-from responder import customers
-from responder.models import Customer, Message, Thread
+from responder.core.models import Customer, Message, Thread
+from responder.understand import customers
 from responder.web.auth import require_owner
 from responder.web.pages import WebState, clear_page, flash, page
 from responder.web.security import checked_form, form_text

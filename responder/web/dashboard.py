@@ -1,7 +1,7 @@
 """The dashboard: how the responder did over the last N days, as headline numbers and charts.
 
-Behind the owner's login; read-only. The numbers come from ``responder.metrics`` (the same
-definitions as ``run.py stats`` and the digest) and the charts from ``responder.charts`` as
+Behind the owner's login; read-only. The numbers come from ``responder.owner.metrics`` (the same
+definitions as ``run.py stats`` and the digest) and the charts from ``responder.owner.charts`` as
 inline SVG (trusted output: the only markup the templates don't escape). Each chart sits in
 ``<figure class="chart" data-chart="...">``.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from starlette.requests import Request
 
-from responder.clock import utcnow
+from responder.core.clock import utcnow
 from responder.web.auth import require_owner
 from responder.web.pages import Formatter, WebState, page
 
@@ -68,7 +68,7 @@ def chart_specs(days: list) -> list[tuple[str, str, dict, str, str]]:
 @router.get("/dashboard")
 def dashboard(request: Request, days: int = 30, st: WebState = Depends(require_owner)):
     # Imported here: matplotlib loads on the first dashboard view, not at every daemon start.
-    from responder import charts, metrics
+    from responder.owner import charts, metrics
 
     days = max(1, min(days, 366))
     settings = st.ctx.settings

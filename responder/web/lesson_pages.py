@@ -1,7 +1,7 @@
 """Lessons from the owner's edits: each proposal as a diff, accepted or dismissed in one click.
 
 Behind the owner's login (and, through ``decide_lesson``, behind the signed /l/ email links).
-Accepting writes the addition into the knowledge folder (``responder.lessons.accept``) and then
+Accepting writes the addition into the knowledge folder (``responder.owner.lessons.accept``) and then
 re-indexes, so the next draft already knows it; the request runs in FastAPI's threadpool, so the
 re-embedding never blocks the event loop.
 """
@@ -15,8 +15,8 @@ from fastapi.responses import RedirectResponse
 from sqlmodel import col, select
 from starlette.requests import Request
 
-from responder import lessons
-from responder.models import Draft, Lesson, Message
+from responder.core.models import Draft, Lesson, Message
+from responder.owner import lessons
 from responder.web.auth import require_owner
 from responder.web.pages import WebState, diff_lines, flash, page
 from responder.web.security import checked_form, is_local_path

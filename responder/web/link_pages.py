@@ -1,6 +1,6 @@
 """The pages behind one-click links in emails: /a (a held draft), /f (feedback), /l (a lesson).
 
-No login: the signed token is the proof (``responder.links``). A GET only ever shows a page with
+No login: the signed token is the proof (``responder.owner.links``). A GET only ever shows a page with
 one button, because mail clients' link scanners open every link; the POST does the work. Draft
 and lesson links work once: the nonce is burned (``links.use_once``) in the same transaction as
 the action, so when the action is refused (the customer wrote again, the draft was already
@@ -14,10 +14,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from starlette.datastructures import FormData
 
-from responder import approvals, feedback, lessons, links
-from responder.models import Draft, DraftStatus, Lesson, Message
-from responder.web.owner_pages import customer_label
+from responder.core.models import Draft, DraftStatus, Lesson, Message
+from responder.owner import approvals, feedback, lessons, links
 from responder.web.lesson_pages import decide_lesson
+from responder.web.owner_pages import customer_label
 from responder.web.pages import WebState, clear_page, diff_lines, page, state
 from responder.web.security import form_text, posted_form
 

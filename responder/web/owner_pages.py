@@ -1,6 +1,6 @@
 """The approval queue in the browser: held drafts, one draft with its thread, approve / reject.
 
-Behind the owner's login. Every action calls ``responder.approvals`` in one transaction, so the
+Behind the owner's login. Every action calls ``responder.owner.approvals`` in one transaction, so the
 rules (pending only, thread moved on, edit kept beside the draft, audit event) live once.
 Approving never sends inside the request: the reply goes to the outbox and ``on_outbox`` wakes
 the daemon's send worker. When the customer wrote again after the draft, the page comes back
@@ -13,8 +13,16 @@ from fastapi.responses import RedirectResponse
 from sqlmodel import col, select
 from starlette.requests import Request
 
-from responder import approvals, feedback
-from responder.models import Customer, Draft, Lesson, Message, Outbox, OutboxStatus, Thread
+from responder.core.models import (
+    Customer,
+    Draft,
+    Lesson,
+    Message,
+    Outbox,
+    OutboxStatus,
+    Thread,
+)
+from responder.owner import approvals, feedback
 from responder.web.auth import require_owner
 from responder.web.pages import WebState, clear_page, diff_lines, flash, page
 from responder.web.security import checked_form, form_text

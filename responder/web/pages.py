@@ -1,6 +1,6 @@
 """Shared by every page module: the app's state, rendering a page, and display formatting.
 
-Pages render ``templates/web/*.html.j2`` through ``responder.templating`` (autoescaped, so
+Pages render ``templates/web/*.html.j2`` through ``responder.core.templating`` (autoescaped, so
 customer text is always shown as text); every page gets the shop, the session's CSRF token,
 a one-time flash line and a formatter for times, rates and money.
 """
@@ -15,10 +15,10 @@ from typing import Callable
 from fastapi.responses import HTMLResponse
 from starlette.requests import Request
 
-from responder.clock import as_utc, utcnow
-from responder.context import Context
-from responder.report import format_duration, format_money, format_percent
-from responder.templating import render
+from responder.core.clock import as_utc, utcnow
+from responder.core.templating import render
+from responder.ops.context import Context
+from responder.owner.report import format_duration, format_money, format_percent
 from responder.web.security import csrf_token
 
 log = logging.getLogger("deskhand.web")
@@ -62,7 +62,7 @@ class Formatter:
         seconds = max(0.0, (utcnow() - as_utc(value)).total_seconds())
         return self.duration(seconds)
 
-    # One set of number formats for the digest, `run.py stats` and these pages (responder.report).
+    # One set of number formats for the digest, `run.py stats` and these pages (responder.owner.report).
     duration = staticmethod(format_duration)
     pct = staticmethod(format_percent)
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends
 from sqlmodel import col, func, select
 from starlette.requests import Request
 
-from responder.models import Customer, Draft, Feedback, Message, Thread
+from responder.core.models import Customer, Draft, Feedback, Message, Thread
 from responder.web.auth import require_owner
 from responder.web.owner_pages import customer_label, thread_messages, unsent_replies
 from responder.web.pages import WebState, clear_page, page

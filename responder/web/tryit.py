@@ -1,7 +1,7 @@
 """Try it: the owner writes as a customer and sees what Deskhand would do, with nothing sent.
 
 The first thing a fresh install offers (no mailbox needed). The message goes through the same
-pipeline as live mail via ``responder.evaluate.run_cases``, which uses a throwaway database and
+pipeline as live mail via ``responder.ops.evaluate.run_cases``, which uses a throwaway database and
 marks would-be replies sent instead of sending them; the shop's real database is never touched.
 It is the one page that may call the drafter (an LLM when configured), so it runs in a worker
 thread, one trial at a time (to bound the drafter's cost); ``run_cases`` runs on a database and a
@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from responder.evaluate import run_cases
+from responder.ops.evaluate import run_cases
 from responder.web.auth import require_owner_or_fresh
 from responder.web.pages import WebState, page
 from responder.web.security import checked_form, form_text

@@ -4,7 +4,7 @@ Sits at the edge (Zulip's gateway, Chatwoot's Twilio callback): every request is
 cap, checked against its ``X-Twilio-Signature`` (``channels.twilio.webhook``), stored idempotently
 in one transaction and answered at once - empty TwiML for a message, 200 for a status. The
 process job drafts later (``on_inbound`` wakes it); nothing is drafted or sent in a request.
-With the database away, a checked text is kept in the data folder's spool (``responder.spool``)
+With the database away, a checked text is kept in the data folder's spool (``responder.intake.spool``)
 and still answered 200, since Twilio never sends an inbound webhook again.
 
 Routes: ``POST /twilio/sms`` and ``/twilio/whatsapp`` (one handler), ``POST /twilio/status``.
@@ -23,15 +23,26 @@ from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from channels.twilio.poll import store_record
-from channels.twilio.webhook import (EMPTY_TWIML, MAX_BODY_BYTES, DeliveryStatus, FormParams, WebhookRefused,
-                                     decode_form, is_forward, read_inbound, read_status, signature_error,
-                                     signed_url)
-from responder import optout, spool
-from responder.db import DatabaseUnavailable
-from responder.errors import ConfigError
-from responder.models import Outbox
-from responder.normalize import normalize_phone
+from channels.twilio.webhook import (
+    EMPTY_TWIML,
+    MAX_BODY_BYTES,
+    DeliveryStatus,
+    FormParams,
+    WebhookRefused,
+    decode_form,
+    is_forward,
+    read_inbound,
+    read_status,
+    signature_error,
+    signed_url,
+)
+from responder.core.db import DatabaseUnavailable
+from responder.core.errors import ConfigError
+from responder.core.models import Outbox
+from responder.core.text import normalize_phone
+from responder.intake import spool
+from responder.intake.store import store_record
+from responder.understand import customers
 from responder.web.pages import state
 
 log = logging.getLogger("deskhand.twilio")
@@ -117,7 +128,7 @@ async def inbound_message(request: Request) -> Response:
         message_id = await run_in_threadpool(store_inbound, st.ctx, record)
     except DatabaseUnavailable as away:
         # Twilio doesn't retry an inbound webhook: keep the checked text on disk and say 200;
-        # the process job stores it when the database answers (responder.spool). If the disk
+        # the process job stores it when the database answers (responder.intake.spool). If the disk
         # can't take it either, the 503 stands.
         try:
             path = await run_in_threadpool(spool.keep, st.ctx.settings, record)
@@ -150,9 +161,9 @@ def apply_status(ctx, update: DeliveryStatus) -> str:
             if update.error:
                 row.delivery_error = update.error
             if update.error and update.error.startswith("21610"):  # Twilio: the number opted out
-                identity = optout.phone_identity(session, normalize_phone(row.recipient))
+                identity = customers.phone_identity(session, normalize_phone(row.recipient))
                 if identity is not None:
-                    optout.apply(session, identity, "stop")
+                    customers.apply(session, identity, "stop")
         return result
 
 

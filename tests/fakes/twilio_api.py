@@ -43,7 +43,7 @@ error; with after_create the message is created first, as when only Twilio's ans
 (an inbound message the list returns; a media item is a URL (content type guessed from its name)
 or a (content_type, bytes) pair); ``wait_for(n, timeout)`` (the first ``n`` created, or
 AssertionError). ``now`` (a callable returning an aware datetime) dates what the fake creates;
-pass ``responder.clock.utcnow`` to follow a frozen test clock.
+pass ``responder.core.clock.utcnow`` to follow a frozen test clock.
 """
 from __future__ import annotations
 

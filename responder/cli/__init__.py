@@ -1,0 +1,1 @@
+"""The command line behind ``run.py``: one handler per command, each taking settings and args."""
