@@ -15,12 +15,6 @@ from datetime import timedelta
 
 from sqlmodel import Session, func, select
 
-from channels.email.compose import (
-    new_message_id,
-    references_for,
-    render_body,
-    reply_subject,
-)
 from channels.email.parse import PARTIAL_READ, normalize_subject
 from responder.core.clock import utcnow
 from responder.core.models import (
@@ -42,7 +36,7 @@ from responder.decide.routing import Decision, RouteFacts, decide
 from responder.draft.base import DraftRequest, DraftResult, Turn
 from responder.draft.tone import apply_tone, rules_for
 from responder.owner import links, owner_mail, owner_replies
-from responder.send import outbox
+from responder.send import outbox, reply
 from responder.understand import customers
 from responder.understand.bursts import fold_burst, hold_if_bursting
 from responder.understand.conversation import (
@@ -301,17 +295,9 @@ def may_send_holding(work: Work, session: Session, settings) -> bool:
 
 
 def enqueue_reply(work: Work, draft: Draft, text: str, session: Session, settings, kind: str = OutboxKind.REPLY) -> None:
-    if work.channel == "email":
-        # Automatic answers end with thumbs up / down links, when customers can reach the server.
-        feedback = {vote: links.feedback_link(settings, draft.id, vote, draft.token) for vote in ("up", "down")} \
-            if kind == OutboxKind.REPLY and settings.web.public_url else None
-        outbox.enqueue(session=session, draft_id=draft.id, thread_id=work.thread.id, channel="email", kind=kind,
-                       recipient=work.sender, subject=reply_subject(work.subject),
-                       body_text=render_body(body=text, customer_name=work.customer.name, store=settings.store),
-                       message_id=new_message_id(settings.reply_address), in_reply_to=work.message_id,
-                       references=references_for(work.message_id, list(work.references)),
-                       extra={"feedback": feedback} if feedback else None)
-    else:  # a text message: the reply alone, no greeting or signature
-        outbox.enqueue(session=session, draft_id=draft.id, thread_id=work.thread.id, channel=work.channel,
-                       kind=kind, recipient=work.sender, subject="", body_text=text,
-                       message_id=new_message_id(settings.reply_address))
+    # Automatic email answers end with thumbs up / down links, when customers can reach the server.
+    feedback = {vote: links.feedback_link(settings, draft.id, vote, draft.token) for vote in ("up", "down")} \
+        if work.channel == "email" and kind == OutboxKind.REPLY and settings.web.public_url else None
+    reply.enqueue_reply(session, settings, draft=draft, channel=work.channel, recipient=work.sender,
+                        thread_id=work.thread.id, text=text, customer_name=work.customer.name, subject=work.subject,
+                        parent=work.message_id, references=work.references, kind=kind, feedback=feedback)

@@ -13,12 +13,6 @@ from datetime import timedelta
 
 from sqlmodel import Session, col, select
 
-from channels.email.compose import (
-    new_message_id,
-    references_for,
-    render_body,
-    reply_subject,
-)
 from responder.core.clock import utcnow
 from responder.core.models import (
     Customer,
@@ -32,7 +26,7 @@ from responder.core.models import (
     Route,
     Thread,
 )
-from responder.send import outbox
+from responder.send import reply
 
 HELD = (Route.REVIEW, Route.HANDOFF)
 
@@ -157,14 +151,8 @@ def enqueue_reply(session: Session, settings, draft: Draft, text: str) -> None:
     if failed is not None:
         session.delete(failed)
         session.flush()
-    common = dict(session=session, draft_id=draft.id, thread_id=thread.id if thread else None,
-                  channel=msg.channel, recipient=msg.sender, automatic=False, kind=OutboxKind.REPLY,
-                  message_id=new_message_id(settings.reply_address))
-    if msg.channel != "email":
-        outbox.enqueue(subject="", body_text=text, **common)
-        return
-    parent = None if msg.provider_id.startswith("sha256:") else msg.provider_id
-    outbox.enqueue(subject=reply_subject(msg.subject),
-                   body_text=render_body(body=text, customer_name=customer.name if customer else "",
-                                         store=settings.store),
-                   in_reply_to=parent, references=references_for(parent, list(msg.references or [])), **common)
+    parent = None if msg.channel != "email" or msg.provider_id.startswith("sha256:") else msg.provider_id
+    reply.enqueue_reply(session, settings, draft=draft, channel=msg.channel, recipient=msg.sender,
+                        thread_id=thread.id if thread else None, text=text,
+                        customer_name=customer.name if customer else "", subject=msg.subject, parent=parent,
+                        references=msg.references or [], automatic=False)
