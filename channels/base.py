@@ -10,7 +10,13 @@ implements (SMTP, Twilio). The rules:
 2. ``keep_whatsapp_window``: WhatsApp allows free text only within 24 hours of the customer's
    last message (Twilio error 63016 otherwise) -> the approved template ``[twilio]
    whatsapp_template_sid`` instead, or not sent and the draft back to the owner.
-3. ``fit_sms_segments``: at most ``[tone] sms_max_segments`` segments (GSM-7 vs UCS-2) -> an
+3. ``keep_daily_caps``: an automatic reply or holding note when this thread or this customer
+   already got ``max_auto_replies_per_thread_per_day`` / ``_per_sender_per_day`` automatic
+   messages in the last 24 hours -> not sent, the draft to the owner. Routing checks the same caps
+   when it queues the reply; this catches what another process sent in between.
+4. ``wait_for_new_words``: an approved reply when the customer wrote again after the owner
+   approved it -> not sent, the draft back to the owner (it may no longer fit).
+5. ``fit_sms_segments``: at most ``[tone] sms_max_segments`` segments (GSM-7 vs UCS-2) -> an
    automatic text is cut at a sentence boundary when what is kept still says something, else
    held; the owner's own approved words are never cut: the draft goes back to them.
 
@@ -58,6 +64,11 @@ class SendFacts:
     template_sid: str = ""            # [twilio] whatsapp_template_sid
     templated: bool = False           # the row already asks for the template
     unreadable: str = ""              # why the facts could not be read: the row is refused
+    thread_sent_today: int = 0        # automatic customer messages gone out to this thread in 24 h
+    sender_sent_today: int = 0        # ... and to this recipient
+    thread_cap: int = 0               # [email] max_auto_replies_per_thread_per_day (0: no cap)
+    sender_cap: int = 0               # [email] max_auto_replies_per_sender_per_day (0: no cap)
+    wrote_since: int = 0              # customer messages in the thread since the row was queued
 
 
 @dataclass(frozen=True)
@@ -130,6 +141,26 @@ def window_closed(template_sid: str, detail: str) -> Verdict:
                    "or reach them another way", send=False, to_owner=True)
 
 
+def keep_daily_caps(f: SendFacts) -> Verdict | None:
+    if not f.automatic or f.kind not in CUSTOMER_KINDS:
+        return None
+    for sent, cap, where in ((f.thread_sent_today, f.thread_cap, "this conversation"),
+                             (f.sender_sent_today, f.sender_cap, "this customer")):
+        if cap and sent >= cap:
+            return Verdict(f"not sent: {sent} automatic messages already went to {where} in the last 24 hours "
+                           f"(cap {cap})", send=False, to_owner=True)
+    return None
+
+
+def wait_for_new_words(f: SendFacts) -> Verdict | None:
+    if f.automatic or f.kind != OutboxKind.REPLY or not f.wrote_since:
+        return None
+    n = f.wrote_since
+    return Verdict(f"not sent: the customer wrote {n} more message{'s' if n != 1 else ''} after you approved "
+                   "this reply, so it may no longer fit; look at the thread, then approve it again",
+                   send=False, to_owner=True)
+
+
 def fit_sms_segments(f: SendFacts) -> Verdict | None:
     if f.channel != "sms" or f.templated or (n := sms_segments(f.body)) <= f.max_segments:
         return None
@@ -145,7 +176,7 @@ def fit_sms_segments(f: SendFacts) -> Verdict | None:
     return Verdict(f"not sent: the reply is {limit} and can't be shortened safely", send=False, to_owner=True)
 
 
-RULES = (refuse_opted_out, keep_whatsapp_window, fit_sms_segments)
+RULES = (refuse_opted_out, keep_whatsapp_window, keep_daily_caps, wait_for_new_words, fit_sms_segments)
 
 
 def decide_before_send(facts: SendFacts, rules=RULES) -> list[Verdict]:

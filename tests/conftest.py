@@ -7,6 +7,22 @@ from typing import Iterator
 import pytest
 from servers import Dovecot, SmtpCapture, require_dovecot
 
+# The suite runs on both cores (pytest-xdist). A worker sends each report to the controller as
+# UTF-8, and a test of hostile input can log a lone surrogate ("\udcff" from undecodable bytes):
+# such characters are written as escapes in the report instead of crashing the worker.
+def _printable(text):
+    return text.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(text, str) else text
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    report.sections = [(_printable(title), _printable(content)) for title, content in report.sections]
+    if isinstance(report.longrepr, str):
+        report.longrepr = _printable(report.longrepr)
+
+
 # =============================================================================
 # Real mail servers (see tests/servers.py). No protocol is mocked.
 #

@@ -246,3 +246,35 @@ def test_a_link_is_not_burned_when_its_transaction_fails(shop):
         links.use_once(session, data, "draft")
     with db.transaction() as session:
         assert links.is_used(session, data)
+
+
+def test_an_approved_reply_waits_when_the_customer_wrote_again_before_it_went_out(shop, smtp_capture, tmp_path):
+    """The send job's rule (channels.base.wait_for_new_words) over the real SMTP channel: the
+    reply is not sent, the row fails with the reason and the draft is back in the owner's queue."""
+    import asyncio
+
+    from helpers import make_context
+    from responder.ops.sending import send_outbox
+
+    settings, db, _ = shop
+    ctx = make_context(write_settings(tmp_path, database_url=str(db.engine.url.render_as_string(hide_password=False)),
+                                      smtp=smtp_capture, knowledge_dir=tmp_path / "knowledge"))
+    draft_id = held(db)
+    with db.transaction() as session:
+        approvals.approve(session, settings, draft_id, actor="owner (cli)")
+    clock.advance(minutes=5)
+    with db.transaction() as session:
+        first = session.get(Message, session.get(Draft, draft_id).message_id)
+        session.add(Message(channel="email", direction="in", provider_id="later@customer.test",
+                            thread_id=first.thread_id, customer_id=first.customer_id, sender=first.sender,
+                            subject="Gift cards", text="Actually, never mind.", new_text="Actually, never mind.",
+                            status="processed"))
+    assert asyncio.run(send_outbox(ctx, "email")) == 1
+    assert smtp_capture.messages == []
+    with db.transaction() as session:
+        draft = session.get(Draft, draft_id)
+        [row] = session.exec(select(Outbox).where(Outbox.kind == "reply")).all()
+        events = [e.action for e in approvals.events(session, draft_id)]
+    assert row.status == "failed" and "wrote 1 more message after you approved" in row.last_error
+    assert draft.status == DraftStatus.PENDING and row.last_error in draft.reasons and "returned" in events
+    ctx.db.dispose()

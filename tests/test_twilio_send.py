@@ -217,6 +217,21 @@ def test_rules_decide_before_sending():
     assert not held.send and held.to_owner and "shorten it and approve it again" in held.reason
 
 
+def test_daily_caps_and_new_words_are_checked_again_before_sending():
+    capped = dict(thread_cap=4, sender_cap=8)
+    assert decide_before_send(facts(thread_sent_today=3, sender_sent_today=7, **capped)) == []
+    [thread] = decide_before_send(facts(thread_sent_today=4, **capped))
+    assert not thread.send and thread.to_owner and "4 automatic messages already went to this conversation" in thread.reason
+    [sender] = decide_before_send(facts(channel="email", kind="holding", sender_sent_today=8, **capped))
+    assert not sender.send and "this customer" in sender.reason and "(cap 8)" in sender.reason
+    # The owner's own approved words are not capped, and no cap is no cap.
+    assert decide_before_send(facts(automatic=False, thread_sent_today=9, **capped)) == []
+    assert decide_before_send(facts(thread_sent_today=99)) == []
+    [moved] = decide_before_send(facts(channel="email", automatic=False, wrote_since=2))
+    assert not moved.send and moved.to_owner and "wrote 2 more messages after you approved" in moved.reason
+    assert decide_before_send(facts(automatic=True, wrote_since=2)) == []  # the pipeline answers those
+
+
 def test_shortening_keeps_whole_sentences_and_never_drops_a_caveat():
     assert shorten_at_sentence(LONG, 2) == LONG.rsplit(" Every order", 1)[0]
     assert shorten_at_sentence(LONG, 1) == LONG.split(" Each one")[0]

@@ -18,13 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlmodel import Session, col, or_, select
+from sqlmodel import Session, col, func, or_, select
 
-from channels.base import Channel, Outbound, Receipt, Refused, SendFacts
-from channels.email.smtp import SmtpSender
-from channels.twilio.send import TwilioSender
+from channels.base import Outbound, Receipt, Refused, SendFacts
 from responder.core.backoff import server_backoff
 from responder.core.clock import as_utc, utcnow
 from responder.core.db import DatabaseUnavailable
@@ -42,32 +40,26 @@ from responder.core.models import (
     DraftStatus,
     Message,
     Outbox,
+    OutboxKind,
     Route,
 )
+from responder.core.settings import Settings
 from responder.core.text import normalize_phone
 from responder.ops.context import Context
 from responder.owner.approvals import HELD
 from responder.owner.owner_mail import notify_held
 from responder.send import outbox
+from responder.send.registry import CARRIERS, TEXTS
 from responder.understand import customers
 
 log = logging.getLogger("deskhand.send")
-CARRIERS = {"email": ("email",), "texts": ("sms", "whatsapp")}
-
-
-def open_channel(ctx: Context, carrier: str) -> Channel | None:
-    """The carrier's channel when it is switched on, else None."""
-    settings = ctx.settings
-    if carrier == "email":
-        return SmtpSender(settings.email, from_name=settings.store.name) if settings.email.smtp_enabled else None
-    return TwilioSender(settings) if settings.twilio.enabled else None
 
 
 async def send_outbox(ctx: Context, carrier: str = "email", limit: int = 200) -> int:
-    """Send the carrier's due rows over one channel; returns how many rows were tried (sent,
-    refused or failed)."""
-    channel = open_channel(ctx, carrier)
-    names = CARRIERS[carrier]
+    """Send the due rows of one carrier (``responder.send.registry``) over one opened channel;
+    returns how many rows were tried (sent, refused or failed)."""
+    channel = CARRIERS[carrier].open(ctx.settings)
+    names = CARRIERS[carrier].channels
     if channel is None or not await asyncio.to_thread(lambda: any(has_outbound(ctx, n) for n in names)):
         return 0
     backoff = server_backoff(channel.key)
@@ -132,15 +124,35 @@ def _claim(session: Session, settings, channel: str) -> Outbound | None:
                     extra=dict(row.extra or {}), channel=row.channel, kind=row.kind, facts=facts)
 
 
-def gather_facts(session: Session, settings, row: Outbox) -> SendFacts:
-    texted = row.channel in CARRIERS["texts"]
+def gather_facts(session: Session, settings: Settings, row: Outbox) -> SendFacts:
+    texted = row.channel in TEXTS
     number = normalize_phone(row.recipient) if texted else ""
+    capped = row.automatic and row.kind in CUSTOMER_KINDS
+    since = utcnow() - timedelta(days=1)
     return SendFacts(channel=row.channel, kind=row.kind, automatic=row.automatic, body=row.body_text,
+                     thread_sent_today=outbox.automatic_gone_out_since(
+                         session=session, since=since, thread_id=row.thread_id, excluding=row.id)
+                     if capped and row.thread_id is not None else 0,
+                     sender_sent_today=outbox.automatic_gone_out_since(
+                         session=session, since=since, recipient=row.recipient, excluding=row.id) if capped else 0,
+                     thread_cap=settings.email.max_auto_replies_per_thread_per_day,
+                     sender_cap=settings.email.max_auto_replies_per_sender_per_day,
+                     wrote_since=wrote_since(session, row) if not row.automatic and row.kind == OutboxKind.REPLY else 0,
                      opted_out=texted and customers.is_opted_out(session, number),
                      last_inbound_at=last_whatsapp_from(session, number) if row.channel == "whatsapp" else None,
                      now=utcnow(), max_segments=settings.tone.sms_max_segments,
                      template_sid=settings.twilio.whatsapp_template_sid.strip(),
                      templated=bool((row.extra or {}).get("template")))
+
+
+def wrote_since(session: Session, row: Outbox) -> int:
+    """Customer messages in the row's thread stored after the row was queued (a burst's messages
+    are answered together with it, so they don't count)."""
+    if row.thread_id is None:
+        return 0
+    return session.exec(select(func.count()).select_from(Message).where(
+        Message.thread_id == row.thread_id, Message.direction == "in", Message.burst == False,  # noqa: E712
+        Message.received_at > row.created_at)).one()
 
 
 def last_whatsapp_from(session: Session, number: str) -> datetime | None:

@@ -18,6 +18,7 @@ from channels.email.compose import clean_header
 from responder.core.clock import utcnow
 from responder.core.db import claim
 from responder.core.models import (
+    CUSTOMER_KINDS,
     SIDE_KINDS,
     Draft,
     DraftEvent,
@@ -145,6 +146,22 @@ def owner_message_id(settings, kind: str, token: str) -> str:
     """
     domain = settings.reply_address.rpartition("@")[2] or "deskhand.invalid"
     return f"<deskhand.{kind}.{token}.{secrets.token_hex(4)}@{clean_header(domain)}>"
+
+
+def automatic_gone_out_since(*, session: Session, since: datetime, thread_id: int | None = None,
+                             recipient: str | None = None, excluding: int | None = None) -> int:
+    """Automatic customer messages (replies, holding notes) that went out, or may have, since
+    ``since``: the send rules' count, beside the one routing makes when it queues a reply."""
+    query = select(func.count()).select_from(Outbox).where(
+        Outbox.automatic == True, Outbox.created_at >= since, col(Outbox.kind).in_(CUSTOMER_KINDS),  # noqa: E712
+        col(Outbox.status).in_([OutboxStatus.SENT, OutboxStatus.SENDING, OutboxStatus.UNKNOWN]))
+    if thread_id is not None:
+        query = query.where(Outbox.thread_id == thread_id)
+    if recipient is not None:
+        query = query.where(Outbox.recipient == recipient)
+    if excluding is not None:
+        query = query.where(Outbox.id != excluding)
+    return session.exec(query).one()
 
 
 def _bare(message_id: str) -> str:

@@ -1,0 +1,29 @@
+"""The channel registry: which ``Channel`` carries which outbox channel names.
+
+Read by the send job (``responder.ops.sending``). A carrier is one way out that one send worker
+drives (email over SMTP; SMS and WhatsApp through Twilio); each has its own worker so that an
+outage of one never holds up the other. Adding a channel is a module in ``channels/`` (a
+``Channel`` subclass that implements ``deliver``) and one line here; the pipeline does not change.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from channels.base import Channel
+from channels.email.smtp import SmtpSender
+from channels.twilio.send import TwilioSender
+from responder.core.settings import Settings
+
+
+@dataclass(frozen=True)
+class Carrier:
+    channels: tuple[str, ...]                      # the outbox rows' channel names it sends
+    open: Callable[[Settings], Channel | None]     # None: switched off in the settings
+
+
+CARRIERS: dict[str, Carrier] = {
+    "email": Carrier(("email",), lambda s: SmtpSender(s.email, from_name=s.store.name) if s.email.smtp_enabled else None),
+    "texts": Carrier(("sms", "whatsapp"), lambda s: TwilioSender(s) if s.twilio.enabled else None),
+}
+TEXTS = CARRIERS["texts"].channels
