@@ -28,6 +28,7 @@ from responder.core.models import (
     Route,
     Thread,
 )
+from responder.core.settings import Settings
 from responder.core.templating import render
 from responder.decide import limits as cost_limits
 from responder.decide import linking, optout
@@ -84,7 +85,7 @@ class Work:
         return self.message.channel
 
 
-def process_message(*, session: Session, message: Message, settings, drafter, retriever) -> Draft | None:
+def process_message(*, session: Session, message: Message, settings: Settings, drafter, retriever) -> Draft | None:
     """The routed draft, or None when the message is held until its burst is over."""
     work = Work(message=message)
     normalize(work, settings)
@@ -140,7 +141,7 @@ def resolve(work: Work, session: Session) -> None:
     work.message.customer_id, work.message.thread_id = work.customer.id, work.thread.id
 
 
-def compute(work: Work, session: Session, settings) -> None:
+def compute(work: Work, session: Session, settings: Settings) -> None:
     """Signals from this message and the customer's earlier ones in the thread."""
     earlier = [m.new_text or m.text for m in thread_history(session=session, thread_id=work.thread.id,
                                                              before_id=work.message.id) if m.direction == "in"]
@@ -199,7 +200,7 @@ def draft_reply(work: Work, session: Session, drafter, retriever=None) -> None:
     work.draft = drafter.draft(request)
 
 
-def check(work: Work, retriever, settings) -> None:
+def check(work: Work, retriever, settings: Settings) -> None:
     """Tone fixes what is safe to fix; the guard checks every claim against the knowledge."""
     draft = work.draft
     if draft is None or not draft.reply.strip():
@@ -214,7 +215,7 @@ def check(work: Work, retriever, settings) -> None:
                                         store_facts=facts.store)
 
 
-def route(work: Work, session: Session, settings) -> None:
+def route(work: Work, session: Session, settings: Settings) -> None:
     since = utcnow() - timedelta(days=1)
     limits = settings.email
     facts = RouteFacts(channel=work.channel, text=work.text or work.subject, automated=work.automated,
@@ -239,7 +240,7 @@ def route(work: Work, session: Session, settings) -> None:
     work.decision = decide(facts)
 
 
-def store_outcome(work: Work, session: Session, settings) -> Draft:
+def store_outcome(work: Work, session: Session, settings: Settings) -> Draft:
     decision, result, msg = work.decision, work.draft, work.message
     status = {Route.AUTO: DraftStatus.QUEUED, Route.IGNORE: DraftStatus.CLOSED,
               Route.THROTTLED: DraftStatus.CLOSED}.get(decision.route, DraftStatus.PENDING)
@@ -276,13 +277,13 @@ def has_no_match(work: Work) -> bool:
                 and not any(h.kind != "example" for h in work.hits))
 
 
-def record_usage(draft: Draft, result, settings) -> None:
+def record_usage(draft: Draft, result, settings: Settings) -> None:
     prompt, completion = getattr(result, "prompt_tokens", 0) or 0, getattr(result, "completion_tokens", 0) or 0
     draft.llm_prompt_tokens, draft.llm_completion_tokens = prompt, completion
     draft.llm_cost = settings.llm.cost(prompt, completion)
 
 
-def may_send_holding(work: Work, session: Session, settings) -> bool:
+def may_send_holding(work: Work, session: Session, settings: Settings) -> bool:
     since = utcnow() - timedelta(days=1)
     already = session.exec(select(func.count()).select_from(Outbox).where(
         Outbox.thread_id == work.thread.id, Outbox.kind == OutboxKind.HOLDING, Outbox.created_at >= since)).one()
@@ -294,7 +295,7 @@ def may_send_holding(work: Work, session: Session, settings) -> bool:
         caps.max_auto_replies_per_sender_per_day
 
 
-def enqueue_reply(work: Work, draft: Draft, text: str, session: Session, settings, kind: str = OutboxKind.REPLY) -> None:
+def enqueue_reply(work: Work, draft: Draft, text: str, session: Session, settings: Settings, kind: str = OutboxKind.REPLY) -> None:
     # Automatic email answers end with thumbs up / down links, when customers can reach the server.
     feedback = {vote: links.feedback_link(settings, draft.id, vote, draft.token) for vote in ("up", "down")} \
         if work.channel == "email" and kind == OutboxKind.REPLY and settings.web.public_url else None

@@ -122,9 +122,6 @@ def hold(ctx: Context, text: str, *, sender: str = "Jamie Rivera <jamie@customer
         return session.exec(select(Draft).where(Draft.message_id == message_id_)).one()
 
 
-def rows(ctx: Context, model, *where) -> list:
-    with ctx.db.transaction() as session:
-        return list(session.exec(select(model).where(*where).order_by(model.id)).all())
 
 
 def link_path(url: str) -> str:

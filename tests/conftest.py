@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Iterator
 
 import pytest
+from helpers import write_settings
 from servers import Dovecot, SmtpCapture, require_dovecot
+
+from responder.core.clock import clock
+from responder.core.db import Database
+from responder.core.settings import load_settings
+from responder.ops.context import Context
+
 
 # The suite runs on both cores (pytest-xdist). A worker sends each report to the controller as
 # UTF-8, and a test of hostile input can log a lone surrogate ("\udcff" from undecodable bytes):
@@ -111,3 +118,31 @@ def database_url(request, tmp_path) -> Iterator[str]:
     finally:
         admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
         admin.close()
+
+
+# =============================================================================
+# The shop and its clock
+# =============================================================================
+
+@pytest.fixture(autouse=True)
+def _clock_reset():
+    """Every test starts on real time: a test that froze or moved the clock can't leak it."""
+    yield
+    clock.reset()
+
+
+@pytest.fixture
+def shop_context(tmp_path, database_url):
+    """``shop_context(extra="", **write_settings options) -> Context``: the sample shop's settings
+    (``helpers.write_settings``) on the test database, migrated; no drafter or retriever."""
+    made: list[Database] = []
+
+    def make(extra: str = "", **kwargs) -> Context:
+        settings = load_settings(write_settings(tmp_path, database_url=database_url, extra=extra, **kwargs))
+        db = Database(database_url)
+        db.migrate()
+        made.append(db)
+        return Context(settings=settings, db=db, drafter=None, retriever=None)
+    yield make
+    for db in made:
+        db.dispose()

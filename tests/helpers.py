@@ -18,6 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from sqlmodel import select  # noqa: E402
+
+from responder.core.models import Customer, Draft, Message, Thread, new_token  # noqa: E402
 from responder.core.settings import load_settings  # noqa: E402
 from responder.ops.context import Context, build_context  # noqa: E402
 from responder.ops.jobs import poll_mailbox, process_pending  # noqa: E402
@@ -86,3 +89,49 @@ def customer_mail(body: str, *, sender: str = "Jamie Rivera <jamie@customer.test
         msg[name] = value
     msg.set_content(body)
     return msg.as_bytes()
+
+
+# --- machine mail every stage must leave unanswered ---------------------------------------------
+
+AUTO_REPLY = ("From: Jamie Rivera <jamie@customer.test>\r\nTo: shop@example.test\r\n"
+              "Subject: Out of office: Question\r\nAuto-Submitted: auto-replied\r\n"
+              "Message-ID: <ooo-1@customer.test>\r\n\r\nI'm away until Monday.\r\n").encode()
+LIST_MAIL = ("From: Candle Makers Digest <digest@lists.candles.test>\r\nTo: shop@example.test\r\n"
+             "Subject: Weekly digest\r\nList-Id: <candles.lists.candles.test>\r\n"
+             "List-Unsubscribe: <mailto:leave@lists.candles.test>\r\nPrecedence: list\r\n"
+             "Message-ID: <list-1@lists.candles.test>\r\n\r\nThis week in candles.\r\n").encode()
+BOUNCE = ("From: Mail Delivery System <MAILER-DAEMON@mx.customer.test>\r\nTo: shop@example.test\r\n"
+          "Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <bounce-1@mx.customer.test>\r\n"
+          "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n"
+          "\r\n--b\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"
+          "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.customer.test\r\n\r\n"
+          "Final-Recipient: rfc822; nobody@customer.test\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n").encode()
+
+
+# --- rows -----------------------------------------------------------------------------------------
+
+def rows(ctx: Context, model, *where) -> list:
+    """Every row of ``model`` (matching ``where``), oldest first."""
+    with ctx.db.transaction() as session:
+        return list(session.exec(select(model).where(*where).order_by(model.id)).all())
+
+
+def held(session, route: str, text: str, *, reasons=("no knowledge above 0.55 similarity",),
+         draft: str = "Thanks for asking!") -> Draft:
+    """A customer message and the draft the pipeline held for it."""
+    customer = Customer(name="Jamie Rivera")
+    session.add(customer)
+    session.flush()
+    thread = Thread(customer_id=customer.id, channel="email", subject="Question")
+    session.add(thread)
+    session.flush()
+    message = Message(channel="email", direction="in", provider_id=f"{new_token()}@customer.test",
+                      thread_id=thread.id, customer_id=customer.id, sender="jamie@customer.test",
+                      subject="Question", text=text, new_text=text, status="processed")
+    session.add(message)
+    session.flush()
+    row = Draft(message_id=message.id, thread_id=thread.id, route=route, status="pending", text=draft,
+                reasons=list(reasons))
+    session.add(row)
+    session.flush()
+    return row

@@ -254,6 +254,7 @@ def test_an_approved_reply_waits_when_the_customer_wrote_again_before_it_went_ou
     import asyncio
 
     from helpers import make_context
+
     from responder.ops.sending import send_outbox
 
     settings, db, _ = shop

@@ -32,7 +32,8 @@ def _run(args: list[str], timeout: int = 300) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("name", sorted(RUNS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.soak) if n == "memory-soak" else n
+                                  for n in sorted(RUNS)])
 def test_bench_script_runs(name):
     result = _run(RUNS[name])
     assert result

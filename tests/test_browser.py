@@ -16,11 +16,11 @@ from browser import (  # noqa: F401
     hold,
     link_path,
     make_web,
-    rows,
     serve,
     set_password,
     web_base,
 )
+from helpers import rows
 from sqlmodel import func, select
 
 from responder.core.models import Draft, Message, Outbox

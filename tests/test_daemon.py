@@ -13,44 +13,30 @@ import os
 import random
 import signal
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import urllib.parse
 import urllib.request
 
 import pytest
+from daemons import QUESTIONS, all_done, cursor_ready, http_ok, start_daemon, wait_until
 from fakes.openai_server import FakeOpenAI
 from fakes.twilio_api import FakeTwilio
-from helpers import PASSWORD_ENV, ROOT, customer_mail, write_settings
+from helpers import (
+    AUTO_REPLY,
+    BOUNCE,
+    LIST_MAIL,
+    PASSWORD_ENV,
+    ROOT,
+    customer_mail,
+    write_settings,
+)
 from servers import free_port
-from sqlmodel import col, func, select
-from test_email_loop import AUTO_REPLY, BOUNCE, LIST_MAIL
+from sqlmodel import select
 from twilio.request_validator import RequestValidator
 
 from responder.core.db import Database
 from responder.core.models import Draft, Message, Outbox
-
-QUESTIONS = ["How much is shipping?", "Can I return a candle I haven't used?", "Do you ship to the UK?",
-             "What are your candles made of?", "Do you sell gift cards?", "Can I talk to a real person?",
-             "What's the airspeed velocity of an unladen swallow?"]
-
-
-def start_daemon(config, log_path, env: dict | None = None):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    log = open(log_path, "ab")
-    return subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--config", str(config)],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-
-
-def wait_until(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_daemon_answers_with_idle_and_stops_cleanly(tmp_path, monkeypatch, dovecot, smtp_capture, database_url):
@@ -62,7 +48,7 @@ def test_daemon_answers_with_idle_and_stops_cleanly(tmp_path, monkeypatch, dovec
     proc = start_daemon(config, tmp_path / "daemon.log")
     try:
         db = Database(database_url)
-        wait_until(lambda: _cursor_ready(db), 60, "the daemon's first poll")
+        wait_until(lambda: cursor_ready(db), 60, "the daemon's first poll")
         dovecot.append(customer_mail("How much is shipping?"))
         smtp_capture.wait_for(1, timeout=30)
         health = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5))
@@ -81,7 +67,7 @@ def test_daemon_without_a_mailbox_says_what_to_configure(tmp_path):
     config = write_settings(tmp_path, database_url=f"sqlite:///{tmp_path / 'd.sqlite3'}", web_port=port)
     proc = start_daemon(config, tmp_path / "daemon.log")
     try:
-        wait_until(lambda: _http_ok(port), 60, "the web server")
+        wait_until(lambda: http_ok(port), 60, "the web server")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
     finally:
@@ -177,6 +163,7 @@ def _tail(path, offset: int) -> str:
 # Each restart costs the daemon's start-up (imports, then the embedding model on first use), so
 # one database keeps the wall time to minutes.
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.soak
 @pytest.mark.timeout(1500)
 def test_sigkill_at_random_points_during_a_stream_of_mixed_messages(tmp_path, monkeypatch, dovecot, smtp_capture,
                                                                      database_url):
@@ -242,7 +229,7 @@ def test_sigkill_at_random_points_during_a_stream_of_mixed_messages(tmp_path, mo
                 proc = start_daemon(config, log_path)
             stream.join(timeout=300)
             assert stream.error is None and stream.delivered == STREAM, stream.error
-            wait_until(lambda: _all_done(db, STREAM), 300, f"all {STREAM} messages to be handled")
+            wait_until(lambda: all_done(db, STREAM), 300, f"all {STREAM} messages to be handled")
             # Flags a kill left unset are caught up: every original carries $Deskhand (stored).
             wait_until(lambda: all(b"$Deskhand" in f for f in dovecot.fetch_flags().values()), 60,
                        "every original in the mailbox to be flagged as stored")
@@ -296,34 +283,6 @@ def test_sigkill_at_random_points_during_a_stream_of_mixed_messages(tmp_path, mo
           f"{stream.reposts} webhook re-posts; routes {dict(routes)}; embeddings {EMBEDDINGS}; wall {wall:.0f} s")
 
 
-def _cursor_ready(db) -> bool:
-    from responder.core.models import MailboxCursor
-    try:
-        with db.transaction() as session:
-            return session.exec(select(MailboxCursor)).first() is not None
-    except Exception:
-        return False  # not migrated yet
-
-
-def _all_done(db, total: int) -> bool:
-    try:
-        with db.transaction() as session:
-            processed = session.exec(select(func.count()).select_from(Message).where(
-                Message.direction == "in", Message.status == "processed")).one()
-            waiting = session.exec(select(func.count()).select_from(Outbox).where(
-                col(Outbox.status).in_(["queued", "retry"]))).one()
-        return processed == total and waiting == 0
-    except Exception:
-        return False
-
-
-def _http_ok(port: int) -> bool:
-    try:
-        return urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200
-    except OSError:
-        return False
-
-
 def test_editing_a_price_changes_the_next_answer_without_a_restart(tmp_path, monkeypatch, dovecot,
                                                                      smtp_capture):
     import shutil
@@ -336,7 +295,7 @@ def test_editing_a_price_changes_the_next_answer_without_a_restart(tmp_path, mon
     db = Database(f"sqlite:///{tmp_path / 'd.sqlite3'}")
     proc = start_daemon(config, tmp_path / "daemon.log")
     try:
-        wait_until(lambda: _cursor_ready(db), 90, "the daemon's first poll")
+        wait_until(lambda: cursor_ready(db), 90, "the daemon's first poll")
         dovecot.append(customer_mail("How much is the Amber Noir candle?", sender="a@customer.test"))
         [first] = smtp_capture.wait_for(1, timeout=30)
         assert "$48.00" in first.message().get_body(("plain",)).get_content()

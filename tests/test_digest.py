@@ -12,19 +12,17 @@ import pytest
 from helpers import (
     PASSWORD_ENV,
     customer_mail,
+    held,
     make_context,
+    rows,
     run_until_idle,
     write_settings,
 )
 from sqlmodel import select
-from test_owner_mail import held
 
 from responder.cli import owner_cmds
 from responder.core.clock import clock
-from responder.core.db import Database
 from responder.core.models import Digest, Draft, Feedback, Message, Outbox, Route
-from responder.core.settings import load_settings
-from responder.ops.context import Context
 from responder.ops.jobs import poll_mailbox
 from responder.owner import approvals, digest, feedback, links, metrics
 from responder.owner.owner_mail import find_refs
@@ -33,24 +31,11 @@ OWNER = '[digest]\nto = "owner@example.test"\n'
 
 
 @pytest.fixture
-def shop(tmp_path, database_url):
-    made: list[Database] = []
-
-    def make(extra: str = OWNER, **kwargs) -> Context:
-        settings = load_settings(write_settings(tmp_path, database_url=database_url, extra=extra, **kwargs))
-        db = Database(database_url)
-        db.migrate()
-        made.append(db)
-        return Context(settings=settings, db=db, drafter=None, retriever=None)
-    yield make
-    for db in made:
-        db.dispose()
-    clock.reset()
+def shop(shop_context):
+    """``shop(extra) -> Context``: the sample shop with the owner's address set (``shop_context``)."""
+    return lambda extra=OWNER, **kwargs: shop_context(extra, **kwargs)
 
 
-def rows(ctx, model):
-    with ctx.db.transaction() as session:
-        return session.exec(select(model).order_by(model.id)).all()
 
 
 # --- what it says ------------------------------------------------------------------------------

@@ -9,30 +9,19 @@ import email.policy
 
 import pytest
 from helpers import (
+    AUTO_REPLY,
+    BOUNCE,
+    LIST_MAIL,
     PASSWORD_ENV,
     customer_mail,
     make_context,
+    rows,
     run_until_idle,
     write_settings,
 )
-from sqlmodel import select
 
 from responder.core.models import Draft, MailboxCursor, Message, Outbox, Route
 from responder.ops.jobs import poll_mailbox
-
-AUTO_REPLY = ("From: Jamie Rivera <jamie@customer.test>\r\nTo: shop@example.test\r\n"
-              "Subject: Out of office: Question\r\nAuto-Submitted: auto-replied\r\n"
-              "Message-ID: <ooo-1@customer.test>\r\n\r\nI'm away until Monday.\r\n").encode()
-LIST_MAIL = ("From: Candle Makers Digest <digest@lists.candles.test>\r\nTo: shop@example.test\r\n"
-             "Subject: Weekly digest\r\nList-Id: <candles.lists.candles.test>\r\n"
-             "List-Unsubscribe: <mailto:leave@lists.candles.test>\r\nPrecedence: list\r\n"
-             "Message-ID: <list-1@lists.candles.test>\r\n\r\nThis week in candles.\r\n").encode()
-BOUNCE = ("From: Mail Delivery System <MAILER-DAEMON@mx.customer.test>\r\nTo: shop@example.test\r\n"
-          "Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <bounce-1@mx.customer.test>\r\n"
-          "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n"
-          "\r\n--b\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"
-          "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.customer.test\r\n\r\n"
-          "Final-Recipient: rfc822; nobody@customer.test\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n").encode()
 
 
 @pytest.fixture
@@ -45,9 +34,6 @@ def loop(tmp_path, monkeypatch, dovecot, smtp_capture, database_url):
     ctx.db.dispose()
 
 
-def rows(ctx, model, *where):
-    with ctx.db.transaction() as session:
-        return session.exec(select(model).where(*where).order_by(model.id)).all()
 
 
 def test_question_gets_threaded_auto_reply(loop):

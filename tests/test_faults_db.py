@@ -27,12 +27,12 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from daemons import cursor_ready, start_daemon, wait_until
 from helpers import PASSWORD_ENV, ROOT, customer_mail, run_until_idle, write_settings
 from pgcluster import pg_cluster  # noqa: F401  (fixture)
 from servers import free_port
 from sqlalchemy import event, inspect
 from sqlmodel import func, select
-from test_daemon import _cursor_ready, start_daemon, wait_until
 
 from responder.core.db import Database, DatabaseUnavailable, ensure_writable
 from responder.core.models import Draft, Message, Outbox
@@ -492,7 +492,7 @@ def test_daemon_rides_out_a_postgres_restart_without_losing_or_doubling_mail(
 
     proc = start_daemon(config, log_path)
     try:
-        wait_until(lambda: _cursor_ready(db), 120, "the daemon's first poll")
+        wait_until(lambda: cursor_ready(db), 120, "the daemon's first poll")
         deliver(3)
         smtp_capture.wait_for(3, timeout=60)
         pg_cluster.stop()  # mail keeps arriving while the database is down

@@ -17,6 +17,7 @@ from email.utils import make_msgid
 from types import SimpleNamespace
 
 import pytest
+from daemons import cursor_ready, wait_until
 from faultproxy import FaultProxy
 from helpers import (
     PASSWORD_ENV,
@@ -399,8 +400,6 @@ def test_the_daemon_rides_out_every_mail_fault_in_a_row(tmp_path, monkeypatch, d
     """``Daemon.run`` (scheduler, poll/process/send workers, IDLE thread) on a thread of this
     process: the daemon as ``run.py`` starts it, without a second interpreter to load the
     embedding model (the process itself is covered in ``test_daemon.py``)."""
-    from test_daemon import _cursor_ready, wait_until
-
     monkeypatch.setenv(PASSWORD_ENV, dovecot.password)
     with FaultProxy(dovecot.host, dovecot.port) as imap, FaultProxy(smtp_capture.host, smtp_capture.port) as smtp:
         ctx = make_context(write_settings(tmp_path, database_url=f"sqlite:///{tmp_path / 'd.sqlite3'}",
@@ -410,7 +409,7 @@ def test_the_daemon_rides_out_every_mail_fault_in_a_row(tmp_path, monkeypatch, d
         thread = threading.Thread(target=loop.run_until_complete, args=(daemon.run(),), daemon=True)
         thread.start()
         try:
-            wait_until(lambda: _cursor_ready(ctx.db), 30, "the daemon's first poll")
+            wait_until(lambda: cursor_ready(ctx.db), 30, "the daemon's first poll")
             imap.wait_seen(b"+ idling", timeout=30)
 
             def deliver_and_wait(n: int, what: str) -> None:

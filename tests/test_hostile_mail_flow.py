@@ -25,6 +25,7 @@ from helpers import (
     PASSWORD_ENV,
     customer_mail,
     make_context,
+    rows,
     run_until_idle,
     write_settings,
 )
@@ -64,11 +65,6 @@ def loop(tmp_path, monkeypatch, dovecot, smtp_capture, database_url):
     ctx.db.dispose()
 
 
-def rows(ctx, model, *where):
-    with ctx.db.transaction() as session:
-        found = session.exec(select(model).where(*where).order_by(model.id)).all()
-        session.expunge_all()
-        return found
 
 
 def header_names(data: bytes) -> list[str]:

@@ -19,9 +19,9 @@ import time
 
 import pytest
 from conftest import _pg_admin_connect
+from daemons import QUESTIONS, all_done, start_daemon, wait_until
 from helpers import PASSWORD_ENV, ROOT, customer_mail, write_settings
 from sqlmodel import select
-from test_daemon import QUESTIONS, _all_done, start_daemon, wait_until
 
 from channels.email.imap import ImapMailbox
 from responder.core.db import Database
@@ -253,6 +253,7 @@ def _log_lines(path, pattern: str) -> int:
 
 
 @ON_POSTGRES
+@pytest.mark.soak
 @pytest.mark.timeout(600)
 def test_three_daemons_answer_one_mailbox_exactly_once_when_one_is_killed(tmp_path, monkeypatch, dovecot,
                                                                             smtp_capture, database_url):
@@ -290,7 +291,7 @@ def test_three_daemons_answer_one_mailbox_exactly_once_when_one_is_killed(tmp_pa
         procs[victim].wait(timeout=10)
         stream.join(timeout=300)
         assert stream.error is None and stream.appended == MESSAGES
-        wait_until(lambda: _all_done(db, MESSAGES), 300, f"all {MESSAGES} messages to be handled")
+        wait_until(lambda: all_done(db, MESSAGES), 300, f"all {MESSAGES} messages to be handled")
         finished = time.monotonic()
         for i, proc in enumerate(procs):
             if i != victim:

@@ -18,10 +18,10 @@ import urllib.request
 from email.utils import make_msgid
 
 from browser import browser_page  # noqa: F401  (fixture)
+from daemons import http_ok, start_daemon, wait_until
 from helpers import PASSWORD_ENV, ROOT, customer_mail, write_settings
 from servers import free_port
 from sqlmodel import col, func, select
-from test_daemon import start_daemon, wait_until
 
 from responder.core.db import Database
 from responder.core.models import Digest, Draft, DraftEvent, Message
@@ -77,7 +77,7 @@ def test_owner_clears_the_queue_from_email(tmp_path, monkeypatch, dovecot, smtp_
     db = Database(database_url)
     proc = start_daemon(config, tmp_path / "daemon.log")
     try:
-        wait_until(lambda: _http_ok(port), 90, "the daemon's web server")
+        wait_until(lambda: http_ok(port), 90, "the daemon's web server")
         ids = {}
         for key, (sender, body) in ASKS.items():
             ids[key] = make_msgid(key, domain="customer.test")
@@ -188,10 +188,3 @@ def _refused(db, draft_id: int) -> bool:
     with db.transaction() as session:
         return session.exec(select(DraftEvent).where(DraftEvent.draft_id == draft_id,
                                                      DraftEvent.action == "refused")).first() is not None
-
-
-def _http_ok(port: int) -> bool:
-    try:
-        return urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200
-    except OSError:
-        return False

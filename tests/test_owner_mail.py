@@ -11,6 +11,7 @@ import pytest
 from helpers import (
     PASSWORD_ENV,
     customer_mail,
+    held,
     make_context,
     run_until_idle,
     write_settings,
@@ -18,19 +19,14 @@ from helpers import (
 from sqlmodel import select
 
 from responder.core.clock import clock
-from responder.core.db import Database
 from responder.core.models import (
-    Customer,
     Draft,
     DraftEvent,
-    Message,
     Outbox,
     Route,
-    Thread,
     new_token,
 )
 from responder.core.settings import load_settings
-from responder.ops.context import Context
 from responder.ops.jobs import poll_mailbox
 from responder.owner import approvals, links
 from responder.owner.owner_mail import (
@@ -66,39 +62,9 @@ def test_find_refs_reads_subjects_and_message_ids(tmp_path):
 # --- rows: notification, reminder, expiry ----------------------------------------------------------
 
 @pytest.fixture
-def shop(tmp_path, database_url):
-    def make(extra: str = f"[digest]\n{OWNER}") -> Context:
-        settings = load_settings(write_settings(tmp_path, database_url=database_url, extra=extra))
-        db = Database(database_url)
-        db.migrate()
-        made.append(db)
-        return Context(settings=settings, db=db, drafter=None, retriever=None)
-    made: list[Database] = []
-    yield make
-    for db in made:
-        db.dispose()
-    clock.reset()
-
-
-def held(session, route: str, text: str, *, reasons=("no knowledge above 0.55 similarity",),
-         draft: str = "Thanks for asking!") -> Draft:
-    """A customer message and the draft the pipeline held for it."""
-    customer = Customer(name="Jamie Rivera")
-    session.add(customer)
-    session.flush()
-    thread = Thread(customer_id=customer.id, channel="email", subject="Question")
-    session.add(thread)
-    session.flush()
-    message = Message(channel="email", direction="in", provider_id=f"{new_token()}@customer.test",
-                      thread_id=thread.id, customer_id=customer.id, sender="jamie@customer.test",
-                      subject="Question", text=text, new_text=text, status="processed")
-    session.add(message)
-    session.flush()
-    row = Draft(message_id=message.id, thread_id=thread.id, route=route, status="pending", text=draft,
-                reasons=list(reasons))
-    session.add(row)
-    session.flush()
-    return row
+def shop(shop_context):
+    """``shop(extra) -> Context``: the sample shop with the owner's address set (``shop_context``)."""
+    return lambda extra=f"[digest]\n{OWNER}", **kwargs: shop_context(extra, **kwargs)
 
 
 @pytest.mark.parametrize("mode, notified", [("none", []), ("handoff", [Route.HANDOFF]),

@@ -12,10 +12,10 @@ from helpers import (
     PASSWORD_ENV,
     customer_mail,
     make_context,
+    rows,
     run_until_idle,
     write_settings,
 )
-from sqlmodel import select
 
 from responder.core.models import Digest, Draft, DraftEvent, Message, Outbox, Route
 from responder.ops.jobs import poll_mailbox
@@ -142,9 +142,6 @@ def shop(tmp_path, monkeypatch, dovecot, smtp_capture, database_url, request):
     ctx.db.dispose()
 
 
-def rows(ctx, model, *where):
-    with ctx.db.transaction() as session:
-        return session.exec(select(model).where(*where).order_by(model.id)).all()
 
 
 def held(ctx, dovecot, body="Hi! How much is shipping to Texas?", sender="Jamie Rivera <jamie@customer.test>",

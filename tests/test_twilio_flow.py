@@ -15,12 +15,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from daemons import http_ok, start_daemon, wait_until
 from fakes.twilio_api import FakeTwilio
 from helpers import ROOT, write_settings
 from servers import free_port
 from sqlmodel import func, select
-from test_daemon import start_daemon, wait_until
-from test_owner_flow import _http_ok
 from twilio.request_validator import RequestValidator
 
 from responder.core.db import Database
@@ -65,7 +64,7 @@ def test_texts_through_the_daemon(tmp_path, monkeypatch, database_url):
         db = Database(database_url)
         proc = start_daemon(config, tmp_path / "daemon.log")
         try:
-            wait_until(lambda: _http_ok(port), 90, "the daemon's web server")
+            wait_until(lambda: http_ok(port), 90, "the daemon's web server")
             token = fake.auth_token
 
             # An SMS and a WhatsApp question: automatic answers on the channel they came from.

@@ -8,7 +8,6 @@ Requests go through FastAPI's TestClient to ``create_app``; processing is the re
 """
 from __future__ import annotations
 
-import itertools
 import logging
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -17,6 +16,17 @@ import pytest
 from browser import make_web
 from helpers import write_settings
 from sqlmodel import func, select
+from texts import (
+    CUSTOMER,
+    PUBLIC,
+    SHOP,
+    TOKEN,
+    TOKEN_ENV,
+    TWIML,
+    new_sid,
+    signed_post,
+    sms_form,
+)
 from twilio.request_validator import RequestValidator
 
 from channels.twilio.webhook import (
@@ -35,20 +45,7 @@ from responder.ops.context import Context, build_context
 from responder.ops.jobs import process_pending
 from responder.understand import customers
 
-TOKEN_ENV = "DESKHAND_TEST_TWILIO_TOKEN"
-TOKEN = "test-twilio-auth-token-5f1c"
-PUBLIC = "https://help.shop.example.test"
-SHOP = "+15550100000"
-CUSTOMER = "+14155550100"
-TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 HELP_TEXT = "{store}: text us your question any time. Reply STOP to opt out."
-_sids = itertools.count(1)
-
-
-def new_sid() -> str:
-    return f"SM{next(_sids):032x}"
-
-
 @pytest.fixture(scope="module")
 def twilio_base(tmp_path_factory):
     folder = tmp_path_factory.mktemp("twilio")
@@ -76,23 +73,6 @@ def web(twilio_base, database_url):
 def with_settings(base: Context, **twilio) -> Context:
     settings = base.settings.model_copy(update={"twilio": base.settings.twilio.model_copy(update=twilio)})
     return Context(settings=settings, db=base.db, drafter=base.drafter, retriever=base.retriever)
-
-
-def sms_form(body: str = "Hi! How much is shipping to Texas?", *, sid: str | None = None, sender: str = CUSTOMER,
-             to: str = SHOP, **more) -> dict:
-    """What Twilio POSTs for an incoming SMS (the fields of a captured request)."""
-    sid = sid or new_sid()
-    form = {"ToCountry": "US", "ToState": "CA", "SmsMessageSid": sid, "NumMedia": "0", "ToCity": "",
-            "FromZip": "94107", "SmsSid": sid, "FromState": "CA", "SmsStatus": "received", "FromCity": "SAN FRANCISCO",
-            "Body": body, "FromCountry": "US", "To": to, "ToZip": "", "NumSegments": "1", "MessageSid": sid,
-            "AccountSid": "AC" + "0" * 31 + "1", "From": sender, "ApiVersion": "2010-04-01"}
-    form.update(more)
-    return form
-
-
-def signed_post(client, path: str, form: dict, *, url: str | None = None, token: str = TOKEN, headers=None):
-    signature = RequestValidator(token).compute_signature(url or PUBLIC + path, form)
-    return client.post(path, data=form, headers={"X-Twilio-Signature": signature, **(headers or {})})
 
 
 def count(ctx, model) -> int:

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 from fakes.twilio_api import FakeTwilio, count_segments
-from helpers import make_context, write_settings
+from helpers import make_context, rows, write_settings
 from sqlmodel import select
 from twilio.base.exceptions import TwilioRestException
 
@@ -106,9 +106,6 @@ def shop(tmp_path, database_url, fake, monkeypatch):
     clock.reset()
 
 
-def rows(ctx, model, *where):
-    with ctx.db.transaction() as session:
-        return session.exec(select(model).where(*where).order_by(model.id)).all()
 
 
 def customer_message(session, channel: str, *, number: str = JAMIE, sender: str | None = None,

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from helpers import write_settings
 from pgcluster import pg_cluster  # noqa: F401  (fixture)
 from sqlmodel import select
-from test_twilio_inbound import (
+from texts import (
     PUBLIC,
     SHOP,
     TOKEN,

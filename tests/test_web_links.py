@@ -16,10 +16,10 @@ from browser import (  # noqa: F401
     login,
     make_web,
     own_knowledge,
-    rows,
     set_password,
     web_base,
 )
+from helpers import rows
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from responder.core.models import Draft, DraftEvent, Feedback, Lesson, Outbox, UsedLink

@@ -20,11 +20,10 @@ from browser import (  # noqa: F401
     login,
     make_web,
     own_knowledge,
-    rows,
     set_password,
     web_base,
 )
-from helpers import write_settings
+from helpers import rows, write_settings
 from sqlmodel import func, select
 
 from responder.cli.customer_cmds import cmd_set_password

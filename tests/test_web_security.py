@@ -39,6 +39,7 @@ import urllib.request
 
 import pytest
 from browser import PASSWORD, csrf_of, hold, login, make_web, set_password, web_base  # noqa: F401
+from daemons import start_daemon, wait_until
 from fakes.openai_chat import FakeOpenAIChat
 from fakes.twilio_api import FakeTwilio
 from helpers import PASSWORD_ENV, customer_mail, write_settings
@@ -46,7 +47,6 @@ from itsdangerous import TimestampSigner
 from servers import Dovecot, SmtpCapture, free_port, require_dovecot
 from sqlmodel import SQLModel, select
 from starlette.routing import Mount
-from test_daemon import start_daemon, wait_until
 from twilio.request_validator import RequestValidator
 
 from responder.core.db import Database
@@ -388,4 +388,3 @@ def _failed_both_ways(db) -> bool:
     except Exception:
         return False  # not migrated yet
     return len(drafts) >= 2 and {"email", "sms"} <= failed
-

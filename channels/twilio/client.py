@@ -15,6 +15,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from responder.core.errors import ConfigError
+from responder.core.settings import Settings
 
 TIMEOUT_S = 15.0
 # The library logs every request's URL and query (phone numbers) at INFO; ours stay readable.
@@ -22,7 +23,7 @@ _http_log = logging.getLogger("deskhand.twilio.http")
 _http_log.setLevel(logging.WARNING)
 
 
-def make_client(settings) -> Client:
+def make_client(settings: Settings) -> Client:
     """A client for ``[twilio]``; ``ConfigError`` when texting is off or the token is missing."""
     cfg = settings.twilio
     if not cfg.enabled:

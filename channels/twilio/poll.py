@@ -11,15 +11,18 @@ from __future__ import annotations
 import json
 import logging
 
+from twilio.base.exceptions import TwilioException
+
 from channels.twilio.webhook import MAX_MEDIA, InboundText, inbound_text
 from responder.core.clock import as_utc
 from responder.core.errors import ConfigError, TransientError
+from responder.core.settings import Settings
 
 log = logging.getLogger("deskhand.twilio")
 API_BASE = "https://api.twilio.com"
 
 
-def watched_numbers(settings) -> list[str]:
+def watched_numbers(settings: Settings) -> list[str]:
     cfg = settings.twilio
     numbers = [cfg.sms_from] if cfg.sms_from else []
     if cfg.whatsapp_from:
@@ -27,10 +30,9 @@ def watched_numbers(settings) -> list[str]:
     return numbers
 
 
-def fetch_inbound(client, number: str, since, settings) -> list[tuple[InboundText, object]]:
+def fetch_inbound(client, number: str, since, settings: Settings) -> list[tuple[InboundText, object]]:
     """Every inbound message to ``number`` sent since ``since`` (all pages, media included),
     oldest first, with its send time; or a clear error and nothing."""
-    from twilio.base.exceptions import TwilioException
     try:
         listed = [m for m in client.messages.list(to=number, date_sent_after=since, page_size=100)
                   if str(m.direction or "").startswith("inbound") and m.date_sent and as_utc(m.date_sent) >= since]
@@ -65,12 +67,12 @@ def refusal_of(exc) -> tuple[int | None, str]:
     return status, detail or str(response.text)[:200]
 
 
-def to_record(client, message, settings) -> InboundText:
+def to_record(client, message, settings: Settings) -> InboundText:
     return inbound_text(sid=message.sid, sender=message.from_ or "", recipient=message.to or "",
                         body=message.body or "", media=media_of(client, message, settings))
 
 
-def media_of(client, message, settings) -> list[dict]:
+def media_of(client, message, settings: Settings) -> list[dict]:
     """Every media item of a message, as the webhook's MediaUrlN would name it."""
     try:
         count = int(message.num_media or 0)

@@ -47,6 +47,7 @@ from responder.core.errors import (
     UnknownOutcome,
 )
 from responder.core.models import CUSTOMER_KINDS
+from responder.core.settings import Settings
 from responder.core.text import normalize_phone
 
 log = logging.getLogger("deskhand.twilio")
@@ -63,13 +64,13 @@ class UncertainDelivery(UnknownOutcome):
     """The request reached Twilio but its answer didn't, and a lookup couldn't tell: maybe sent."""
 
 
-def status_callback_url(settings) -> str | None:
+def status_callback_url(settings: Settings) -> str | None:
     """Where Twilio posts delivery statuses, when Twilio can reach us (``/twilio/status``)."""
     base = (settings.twilio.public_url or settings.web.public_url or "").strip().rstrip("/")
     return f"{base}/twilio/status" if base else None
 
 
-def message_params(settings, outbound: Outbound, channel: str) -> dict:
+def message_params(settings: Settings, outbound: Outbound, channel: str) -> dict:
     """The keyword arguments of ``messages.create`` for one outbound text."""
     cfg = settings.twilio
     number = normalize_phone(outbound.recipient)
@@ -138,7 +139,7 @@ class TwilioSender(Channel):
 
     key = "twilio"
 
-    def __init__(self, settings, client=None):
+    def __init__(self, settings: Settings, client=None):
         self.settings = settings
         self._client = client
 

@@ -6,10 +6,13 @@ import json
 import sys
 from getpass import getpass
 
-from sqlmodel import Session
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
 
 from responder.core.db import Database
-from responder.core.models import Customer
+from responder.core.models import Customer, Identity
+from responder.core.settings import Settings
+from responder.ops.privacy import PrivacyError, _audit, find, forget_customer
 from responder.owner.password import MIN_LENGTH, store_password
 from responder.understand.customers import (
     CustomerError,
@@ -20,14 +23,9 @@ from responder.understand.customers import (
 )
 
 
-def cmd_forget(settings, args) -> int:
+def cmd_forget(settings: Settings, args) -> int:
     """``run.py forget CUSTOMER [--yes]`` (``responder.ops.privacy`` does the erasing). Reads ``args.customer`` and ``args.yes``; asks before erasing unless ``--yes``."""
-    from sqlalchemy.exc import IntegrityError
-    from sqlmodel import select
 
-    from responder.core.db import Database
-    from responder.core.models import Customer, Identity
-    from responder.ops.privacy import PrivacyError, _audit, find, forget_customer
 
     db = Database(settings.database_url)
     try:
@@ -86,7 +84,7 @@ def _lookup(session: Session, *, email: str | None, phone: str | None) -> Custom
     return found
 
 
-def cmd_customer(settings, args) -> int:
+def cmd_customer(settings: Settings, args) -> int:
     """``customer link --email A --phone N`` | ``customer show (--email A | --phone N) [--json]``;
     reads args.action, args.email, args.phone, args.json."""
     if args.action == "link" and not (args.email and args.phone):
@@ -127,7 +125,7 @@ def cmd_customer(settings, args) -> int:
         db.dispose()
 
 
-def cmd_set_password(settings, args) -> int:
+def cmd_set_password(settings: Settings, args) -> int:
     """``python run.py set-password [--password-stdin]``: reads ``args.password_stdin``."""
     if getattr(args, "password_stdin", False):
         password = sys.stdin.readline().rstrip("\r\n")

@@ -6,18 +6,21 @@ import json
 import time
 from pathlib import Path
 
+from responder.core.settings import Settings
+from responder.knowledge.embeddings import make_embedder
+from responder.knowledge.index import KnowledgeIndex
+from responder.knowledge.retrieve import Retriever
+from responder.ops.context import build_context, index_root
+from responder.ops.evaluate import check_expectations, load_cases, run_cases
 
-def _retriever(settings, args):
-    from responder.knowledge.embeddings import make_embedder
-    from responder.knowledge.index import KnowledgeIndex
-    from responder.knowledge.retrieve import Retriever
-    from responder.ops.context import index_root
+
+def _retriever(settings: Settings, args):
 
     folder = Path(args.knowledge).resolve() if getattr(args, "knowledge", None) else settings.knowledge_dir
     return Retriever(KnowledgeIndex(folder, settings.data_dir, make_embedder(settings), root=index_root(settings)))
 
 
-def cmd_ingest(settings, args) -> int:
+def cmd_ingest(settings: Settings, args) -> int:
     retriever = _retriever(settings, args)
     started = time.perf_counter()
     report = retriever.refresh(force=True)
@@ -33,7 +36,7 @@ def cmd_ingest(settings, args) -> int:
     return 0
 
 
-def cmd_search(settings, args) -> int:
+def cmd_search(settings: Settings, args) -> int:
     retriever = _retriever(settings, args)
     retriever.refresh(force=True)
     kinds = tuple(args.kind) if args.kind else ("faq", "policy", "product")
@@ -51,15 +54,13 @@ def cmd_search(settings, args) -> int:
     return 0
 
 
-def _eval_context(settings):
-    from responder.ops.context import build_context
+def _eval_context(settings: Settings):
 
     # run_cases gives every case its own database; this one is never used, so keep it in memory.
     return build_context(settings, database_url="sqlite:///:memory:", migrate=False)
 
 
-def cmd_ask(settings, args) -> int:
-    from responder.ops.evaluate import run_cases
+def cmd_ask(settings: Settings, args) -> int:
 
     channel = args.channel
     sender = args.sender or ("customer@example.org" if channel == "email" else "+15550100000")
@@ -75,8 +76,7 @@ def cmd_ask(settings, args) -> int:
     return 0
 
 
-def cmd_eval(settings, args) -> int:
-    from responder.ops.evaluate import check_expectations, load_cases, run_cases
+def cmd_eval(settings: Settings, args) -> int:
 
     path = Path(args.cases) if args.cases else settings.knowledge_dir / "conversations.jsonl"
     if not path.exists():

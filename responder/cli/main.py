@@ -14,11 +14,13 @@ import sys
 from responder.core.db import DatabaseUnavailable
 from responder.core.errors import ConfigError
 from responder.core.logs import setup_logging
+from responder.core.settings import Settings, load_settings
 
 log = logging.getLogger("deskhand")
 
 
-def cmd_daemon(settings) -> int:
+def cmd_daemon(settings: Settings) -> int:
+    # start-up: only the daemon loads the models and the web app; `run.py queue` starts without them
     from responder.ops.context import build_context
     from responder.ops.daemon import Daemon
     from responder.web import create_app
@@ -33,7 +35,8 @@ def cmd_daemon(settings) -> int:
     return 0
 
 
-def cmd_check(settings) -> int:
+def cmd_check(settings: Settings) -> int:
+    # start-up: only the daemon loads the models and the web app; `run.py queue` starts without them
     from responder.ops.context import build_context
 
     ctx = build_context(settings)
@@ -49,7 +52,7 @@ KNOWLEDGE, OWNER, PEOPLE = "responder.cli.knowledge_cmds", "responder.cli.owner_
 def _lazy(module: str, name: str):
     """A command's handler, imported only when that command runs (``queue list`` never imports
     the embedding model or the web server: start-up time)."""
-    def run(settings, args) -> int:
+    def run(settings: Settings, args) -> int:
         return getattr(importlib.import_module(module), name)(settings, args)
     return run
 
@@ -124,7 +127,6 @@ def main(argv: list[str] | None = None) -> int:
     forget.add_argument("--yes", action="store_true", help="don't ask before erasing")
     args = parser.parse_args(argv)
 
-    from responder.core.settings import load_settings
     try:
         settings = load_settings(args.config)
         # Commands print their own results; the log is for the daemon (and for warnings).

@@ -14,6 +14,7 @@ from datetime import timedelta
 from responder.core.clock import utcnow
 from responder.core.db import Database
 from responder.core.models import Customer, Message, Outbox, OutboxStatus
+from responder.core.settings import Settings
 from responder.ops import sending
 from responder.ops.context import Context
 from responder.owner import approvals
@@ -23,7 +24,7 @@ from responder.owner.problems import dismiss, open_problems, retry
 from responder.owner.report import format_table
 
 
-def _database(settings):
+def _database(settings: Settings):
     db = Database(settings.database_url)
     db.migrate()
     return db
@@ -40,7 +41,7 @@ def _draft_summary(session, draft) -> dict:
             "confidence": draft.confidence}
 
 
-def cmd_queue(settings, args) -> int:
+def cmd_queue(settings: Settings, args) -> int:
     db = _database(settings)
     try:
         with db.transaction() as session:
@@ -92,7 +93,7 @@ def cmd_queue(settings, args) -> int:
         db.dispose()
 
 
-def cmd_digest(settings, args) -> int:
+def cmd_digest(settings: Settings, args) -> int:
     """``python run.py digest --print`` (render, send nothing) or ``--send`` (send it now)."""
     db = Database(settings.database_url)
     db.migrate()
@@ -115,7 +116,7 @@ def cmd_digest(settings, args) -> int:
         db.dispose()
 
 
-def _send_now(ctx) -> int:
+def _send_now(ctx: Context) -> int:
     settings = ctx.settings
     if not settings.owner_address:
         print('No digest sent: set [digest] to = "you@example.com" in settings.toml.')
@@ -137,7 +138,7 @@ def _send_now(ctx) -> int:
     return 1
 
 
-def cmd_stats(settings, args) -> int:
+def cmd_stats(settings: Settings, args) -> int:
     """``python run.py stats [--days N] [--json]``: the last N days, ending now."""
     days = getattr(args, "days", 7)
     if days is None or days < 1:
@@ -156,7 +157,7 @@ def cmd_stats(settings, args) -> int:
     return 0
 
 
-def cmd_problems(settings, args) -> int:
+def cmd_problems(settings: Settings, args) -> int:
     """``run.py problems [list|retry KIND ID|dismiss KIND ID]``."""
     db = _database(settings)
     try:

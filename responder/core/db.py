@@ -244,6 +244,7 @@ class Database:
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration (alembic upgrade head), all or nothing."""
+        # start-up: alembic loads only when a schema is migrated
         from alembic import command
         from alembic.config import Config
 

@@ -22,6 +22,8 @@ import sys
 import threading
 import traceback
 
+from responder.core.settings import Settings
+
 _EMAIL = re.compile(r"([A-Za-z0-9._%+\-]+)@([A-Za-z0-9.\-]+\.[A-Za-z]{2,})")
 # A phone number: "+" and 8-15 digits, or 10-15 digits in the usual groupings. Dates, times,
 # IP addresses and ports don't match (no ":" or "/" around, at most one "." separator kind).
@@ -40,7 +42,7 @@ _named_secrets: set[str] = set()
 _factory_installed = False
 
 
-def watch_secrets(settings) -> None:
+def watch_secrets(settings: Settings) -> None:
     """Redact the values of the environment variables these settings read secrets from, whatever
     they are called (``password_env = "MY_MAIL_PW"`` included)."""
     for section, key in (("email", "password_env"), ("email", "smtp_password_env"), ("llm", "api_key_env"),
@@ -121,7 +123,7 @@ def _install_factory() -> None:
     _factory_installed = True
 
 
-def setup_logging(level: str = "INFO", settings=None) -> None:
+def setup_logging(level: str = "INFO", settings: Settings | None = None) -> None:
     """One handler on stderr for everything; ``settings`` names more secrets (``watch_secrets``)."""
     if settings is not None:
         watch_secrets(settings)

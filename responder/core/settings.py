@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import os
+import re
+import secrets as _secrets
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -255,7 +257,6 @@ class DigestSettings(Section):
     @field_validator("time")
     @classmethod
     def _clock_time(cls, value: str) -> str:
-        import re
         match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value.strip())
         if not match:
             raise ValueError("must be a 24-hour time such as '08:00'")
@@ -398,7 +399,6 @@ def _secret(env_name: str, key: str) -> str:
 @functools.lru_cache(maxsize=8)
 def _stored_secret(path: Path) -> bytes:
     """Read once per process (every signed link needs it; the file never changes while running)."""
-    import secrets as _secrets
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -27,6 +27,7 @@ from sqlmodel import Session, col, func, select
 
 from responder.core.clock import utcnow
 from responder.core.models import OWNER_KINDS, Alert, Draft, Message, Outbox, OutboxKind
+from responder.core.settings import Settings
 from responder.send import outbox
 
 log = logging.getLogger("deskhand.limits")
@@ -38,19 +39,19 @@ _NOT_WORD = re.compile(r"[^a-z]+")
 
 # --- the daily LLM budget ----------------------------------------------------------------------
 
-def day_start(settings, now: datetime | None = None) -> datetime:
+def day_start(settings: Settings, now: datetime | None = None) -> datetime:
     """Midnight of the shop's current day, as an aware UTC instant."""
     local = (now or utcnow()).astimezone(settings.tz)
     return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(timezone.utc)
 
 
-def llm_spent_today(session: Session, settings, now: datetime | None = None) -> float:
+def llm_spent_today(session: Session, settings: Settings, now: datetime | None = None) -> float:
     total = session.exec(select(func.coalesce(func.sum(Draft.llm_cost), 0.0))
                          .where(Draft.created_at >= day_start(settings, now))).one()
     return float(total or 0.0)
 
 
-def budget_note(session: Session, settings, now: datetime | None = None) -> str | None:
+def budget_note(session: Session, settings: Settings, now: datetime | None = None) -> str | None:
     """Why the model may not be called now, or None. Only a priced model counts."""
     llm = settings.llm
     budget = llm.daily_budget_usd
@@ -73,7 +74,7 @@ def budget_note(session: Session, settings, now: datetime | None = None) -> str 
 
 # --- the hourly cap on automatic replies ----------------------------------------------------
 
-def hourly_note(session: Session, settings, now: datetime | None = None) -> str | None:
+def hourly_note(session: Session, settings: Settings, now: datetime | None = None) -> str | None:
     cap = settings.routing.max_auto_replies_per_hour
     if not cap:
         return None  # 0: no cap
@@ -102,7 +103,7 @@ def fingerprint(text: str) -> str | None:
     return hashlib.sha1(norm.encode()).hexdigest()
 
 
-def loop_note(session: Session, settings, message: Message, now: datetime | None = None) -> str | None:
+def loop_note(session: Session, settings: Settings, message: Message, now: datetime | None = None) -> str | None:
     """Pause automatic sending while near-identical messages pour in (a loop with another robot,
     a spam run). Returns the reason while a pause is on, None otherwise."""
     now = now or utcnow()
@@ -136,7 +137,7 @@ def loop_note(session: Session, settings, message: Message, now: datetime | None
 
 # --- telling the owner once ------------------------------------------------------------------
 
-def tell_owner(session: Session, settings, *, kind: str, key: str, subject: str, body: str,
+def tell_owner(session: Session, settings: Settings, *, kind: str, key: str, subject: str, body: str,
                until: datetime | None = None) -> bool:
     """Record the alert and mail the owner, once per (kind, key). True if this call raised it."""
     try:

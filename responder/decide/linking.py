@@ -22,6 +22,7 @@ from channels.email.compose import new_message_id
 from responder.core.clock import as_utc, utcnow
 from responder.core.logs import redact
 from responder.core.models import Customer, CustomerLink, Identity, OutboxKind
+from responder.core.settings import Settings
 from responder.core.templating import render
 from responder.draft.base import DraftResult
 from responder.send import outbox
@@ -53,12 +54,12 @@ class LinkOutcome:
         return DraftResult(reply=self.reply, confidence=1.0, backend=LINK_BACKEND)
 
 
-def code_hash(settings, link_id: int, code: str) -> str:
+def code_hash(settings: Settings, link_id: int, code: str) -> str:
     """Only this is stored: the code is bound to its request and useless without the secret."""
     return hmac.new(settings.secret(), f"deskhand.customer-link:{link_id}:{code}".encode(), hashlib.sha256).hexdigest()
 
 
-def handle_text(session: Session, settings, *, customer: Customer, channel: str, text: str) -> LinkOutcome | None:
+def handle_text(session: Session, settings: Settings, *, customer: Customer, channel: str, text: str) -> LinkOutcome | None:
     """A code for a pending request, or a short text naming one email address; None otherwise
     (the text is drafted as usual)."""
     code = CODE.match(text or "")
@@ -75,7 +76,7 @@ def handle_text(session: Session, settings, *, customer: Customer, channel: str,
     return _request_code(session, settings, customer, email)
 
 
-def _request_code(session: Session, settings, customer: Customer, email: str) -> LinkOutcome:
+def _request_code(session: Session, settings: Settings, customer: Customer, email: str) -> LinkOutcome:
     now = utcnow()
     asked = session.exec(select(func.count()).select_from(CustomerLink).where(
         CustomerLink.customer_id == customer.id, CustomerLink.created_at >= now - timedelta(days=1))).one()
@@ -102,7 +103,7 @@ def _pending(session: Session, customer_id: int) -> list[CustomerLink]:
                              .order_by(col(CustomerLink.id).desc())).all())
 
 
-def _check_code(session: Session, settings, customer: Customer, code: str) -> LinkOutcome | None:
+def _check_code(session: Session, settings: Settings, customer: Customer, code: str) -> LinkOutcome | None:
     pending = _pending(session, customer.id)
     if not pending:
         return None  # six digits without a request: an order number, perhaps
@@ -142,7 +143,7 @@ def _check_code(session: Session, settings, customer: Customer, code: str) -> Li
                        kept, link)
 
 
-def enqueue_code_email(session: Session, settings, link: CustomerLink, draft_id: int | None, code: str):
+def enqueue_code_email(session: Session, settings: Settings, link: CustomerLink, draft_id: int | None, code: str):
     """The email with the code, to the address the customer named (sent by the email job)."""
     phones = [i.value for i in identities(session, link.customer_id) if i.kind == "phone"]
     body = render("replies/link_code.txt.j2", store=settings.store, code=code, minutes=int(CODE_TTL.total_seconds() // 60),

@@ -25,6 +25,7 @@ from sqlmodel import Session, col, select
 
 from responder.core.clock import utcnow
 from responder.core.models import Draft, DraftStatus, Route
+from responder.core.settings import Settings
 from responder.decide.routing import Decision
 from responder.draft.base import DraftResult
 from responder.knowledge.retrieve import Hit
@@ -61,7 +62,7 @@ def keyword(text: str) -> str | None:
     return None
 
 
-def help_text(settings) -> str:
+def help_text(settings: Settings) -> str:
     return settings.twilio.help_text.replace("{store}", settings.store.name).strip()
 
 
@@ -78,7 +79,7 @@ def held_opted_out(session: Session, thread_id: int) -> bool:
     return any(OPTED_OUT_REASON in (d.reasons or []) for d in drafts)
 
 
-def route_for(work, session: Session, settings) -> Decision | None:
+def route_for(work, session: Session, settings: Settings) -> Decision | None:
     """The decision for a keyword, an opted-out number or a photo without text; None otherwise.
     ``work`` is the pipeline's record after ``resolve`` (sender is E.164)."""
     word = keyword(work.text)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 
 from responder.core.errors import ConfigError
+from responder.core.settings import Settings
 from responder.draft.base import Drafter, DraftRequest, DraftResult
 
 # Imported when chosen: the openai client alone is 27 MB of memory and 0.4 s of start-up that a
@@ -17,7 +18,7 @@ BACKENDS: dict[str, str] = {"offline": "responder.draft.offline:OfflineDrafter",
                             "openai": "responder.draft.openai_backend:OpenAIDrafter"}
 
 
-def make_drafter(settings) -> Drafter:
+def make_drafter(settings: Settings) -> Drafter:
     name = settings.llm.provider
     if name not in BACKENDS:
         raise ConfigError(f"[llm] provider {name!r} is not available yet; use 'offline'.")

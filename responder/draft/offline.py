@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+from responder.core.settings import Settings
 from responder.draft.base import DraftRequest, DraftResult
 
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
@@ -89,7 +90,7 @@ def relevant_sentences(body: str, question: str, limit: int = 3) -> str:
 class OfflineDrafter:
     name = "offline"
 
-    def __init__(self, settings=None) -> None:
+    def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings
 
     def draft(self, request: DraftRequest) -> DraftResult:

@@ -29,6 +29,7 @@ from typing import Callable
 import openai
 
 from responder.core.logs import redact
+from responder.core.settings import Settings
 from responder.core.templating import render
 from responder.draft.base import DraftRequest, DraftResult
 from responder.draft.offline import OfflineDrafter
@@ -204,7 +205,7 @@ class OpenAIDrafter:
     name = "openai"
     wants_examples = True  # the pipeline adds a few tone examples to the hits
 
-    def __init__(self, settings, *, timeout: float | None = None, budget_s: float | None = None,
+    def __init__(self, settings: Settings, *, timeout: float | None = None, budget_s: float | None = None,
                  max_attempts: int = MAX_ATTEMPTS, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings

@@ -23,17 +23,18 @@ from sqlalchemy.exc import IntegrityError
 
 from channels.twilio.webhook import InboundText
 from responder.core.clock import utcnow
+from responder.core.settings import Settings
 from responder.intake.store import store_record  # the webhook's own storing path
 
 log = logging.getLogger("deskhand.spool")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
-def spool_dir(settings) -> Path:
+def spool_dir(settings: Settings) -> Path:
     return settings.data_dir / "spool" / "twilio"
 
 
-def keep(settings, record: InboundText, received_at: datetime | None = None) -> Path:
+def keep(settings: Settings, record: InboundText, received_at: datetime | None = None) -> Path:
     """Write ``record`` durably; raises OSError when the disk can't take it either."""
     folder = spool_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
@@ -48,7 +49,7 @@ def keep(settings, record: InboundText, received_at: datetime | None = None) -> 
     return path
 
 
-def waiting(settings) -> list[Path]:
+def waiting(settings: Settings) -> list[Path]:
     folder = spool_dir(settings)
     try:
         return sorted(p for p in folder.iterdir() if p.suffix == ".json")

@@ -22,6 +22,7 @@ from datetime import timedelta
 
 from sqlmodel import select
 
+from channels.twilio.client import make_client
 from channels.twilio.poll import fetch_inbound, watched_numbers
 from responder.core.clock import as_utc, utcnow
 from responder.core.models import MailboxCursor
@@ -37,7 +38,6 @@ def poll_twilio(ctx, client=None) -> int:
     if cfg.mode != "poll" or not cfg.enabled:
         return 0
     if client is None:
-        from channels.twilio.client import make_client
         client = make_client(ctx.settings)
     return sum(poll_number(ctx, client, number) for number in watched_numbers(ctx.settings))
 

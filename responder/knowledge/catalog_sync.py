@@ -13,6 +13,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from responder.core.settings import Settings
 from responder.knowledge.folder import load_knowledge
 
 log = logging.getLogger("deskhand.catalog")
@@ -43,7 +44,7 @@ def check(data: bytes) -> int:
     return products
 
 
-def sync_catalog(settings) -> bool:
+def sync_catalog(settings: Settings) -> bool:
     """Replace ``catalog.csv`` when the feed changed and reads well; True when it was replaced."""
     source = settings.knowledge.catalog_source
     if not source:
@@ -61,7 +62,7 @@ def sync_catalog(settings) -> bool:
     return True
 
 
-def sync_catalog_job(settings) -> bool:
+def sync_catalog_job(settings: Settings) -> bool:
     """The scheduled job: a bad feed is a warning in the log, not a crash; the old catalog stays."""
     try:
         return sync_catalog(settings)

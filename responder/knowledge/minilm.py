@@ -71,6 +71,7 @@ class MiniLMEncoder:
     a long one's size."""
 
     def __init__(self, folder: Path):
+        # start-up: safetensors and tokenizers load with the model, in the warm-up
         from safetensors.torch import load_file
         from tokenizers import Tokenizer
 

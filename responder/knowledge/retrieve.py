@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from rapidfuzz import fuzz, process
 
+from responder.knowledge.embeddings import LocalEmbedder, _shared
 from responder.knowledge.folder import Entry
 from responder.knowledge.index import KnowledgeIndex, SyncReport
 from responder.knowledge.prepared_queries import Prepared
@@ -293,7 +294,6 @@ class Catalog:
 def open_retriever(knowledge_dir: Path, data_dir: Path, embedder=None) -> Retriever:
     """A retriever over ``knowledge_dir`` with its index under ``data_dir``, synced now."""
     if embedder is None:
-        from responder.knowledge.embeddings import LocalEmbedder, _shared
         embedder = _shared.setdefault("local", LocalEmbedder())
     retriever = Retriever(KnowledgeIndex(Path(knowledge_dir), Path(data_dir), embedder))
     retriever.refresh(force=True)

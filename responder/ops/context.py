@@ -12,6 +12,7 @@ from pathlib import Path
 
 from responder.core.db import Database, ensure_writable
 from responder.core.locks import job_lock
+from responder.core.settings import Settings
 from responder.understand.signals import warm_up as warm_signals
 
 
@@ -24,8 +25,9 @@ class Context:
     stopping: threading.Event = field(default_factory=threading.Event)
 
 
-def build_context(settings, *, drafter=None, knowledge_dir: Path | None = None, migrate: bool = True,
+def build_context(settings: Settings, *, drafter=None, knowledge_dir: Path | None = None, migrate: bool = True,
                   database_url: str | None = None) -> Context:
+    # start-up: the drafter, the embedding model and lancedb load only when a context is built
     from responder.draft import make_drafter
     from responder.knowledge.embeddings import make_embedder
     from responder.knowledge.index import KnowledgeIndex
@@ -46,7 +48,7 @@ def build_context(settings, *, drafter=None, knowledge_dir: Path | None = None, 
     return Context(settings=settings, db=db, drafter=drafter or make_drafter(settings), retriever=retriever)
 
 
-def index_root(settings) -> Path | None:
+def index_root(settings: Settings) -> Path | None:
     """``[knowledge] index_dir`` (relative to the settings file), or None for ``<data_dir>/index``."""
     configured = settings.knowledge.index_dir
     if configured is None or str(configured) in ("", "."):

@@ -32,9 +32,13 @@ from responder.core.db import DatabaseUnavailable
 from responder.core.errors import ConfigError
 from responder.core.locks import job_lock
 from responder.intake import spool
+from responder.intake.twilio_poll import poll_twilio
 from responder.knowledge.catalog_sync import sync_catalog_job
 from responder.ops import jobs, sending
 from responder.ops.context import Context
+from responder.ops.retention import purge_expired
+from responder.owner.digest import digest_job
+from responder.owner.owner_mail import send_reminders
 
 log = logging.getLogger("deskhand.daemon")
 PROCESS_BATCH = 128   # messages per process run (4 prepared batches); a full run goes again at once
@@ -42,22 +46,18 @@ SEND_BATCH = 200
 
 
 def _digest_job(ctx: Context) -> int:
-    from responder.owner.digest import digest_job
     return digest_job(ctx)
 
 
 def _twilio_poll_job(ctx: Context) -> int:
-    from responder.intake.twilio_poll import poll_twilio
     return poll_twilio(ctx)
 
 
 def _reminders_job(ctx: Context) -> int:
-    from responder.owner.owner_mail import send_reminders
     return send_reminders(ctx)
 
 
 def _retention_job(ctx: Context) -> int:
-    from responder.ops.retention import purge_expired
     return purge_expired(ctx)
 
 

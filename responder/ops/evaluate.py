@@ -23,6 +23,7 @@ from sqlmodel import col, select
 from responder.core.clock import clock, private_clock, utcnow
 from responder.core.db import Database
 from responder.core.models import Draft, Message, Outbox, OutboxKind, OutboxStatus
+from responder.core.settings import Settings
 from responder.intake.store import store_inbound_email, store_inbound_text
 from responder.ops.context import Context
 from responder.ops.jobs import process_pending
@@ -42,7 +43,7 @@ def load_cases(path: Path) -> list[dict]:
     return cases
 
 
-def _email(turn_text: str, case: dict, settings, number: int) -> bytes:
+def _email(turn_text: str, case: dict, settings: Settings, number: int) -> bytes:
     msg = EmailMessage()
     msg["From"] = case.get("from") or "customer@example.org"
     msg["To"] = settings.reply_address
@@ -53,7 +54,7 @@ def _email(turn_text: str, case: dict, settings, number: int) -> bytes:
     return msg.as_bytes()
 
 
-def _store_turn(session, case: dict, turn, settings, number: int) -> Message | None:
+def _store_turn(session, case: dict, turn, settings: Settings, number: int) -> Message | None:
     channel = case.get("channel", "email")
     if isinstance(turn, dict) and "raw" in turn:
         raw = turn["raw"].encode() if isinstance(turn["raw"], str) else turn["raw"]

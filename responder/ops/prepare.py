@@ -16,6 +16,8 @@ from sqlmodel import col, or_, select
 
 from responder.core.clock import utcnow
 from responder.core.models import Message, MessageStatus
+from responder.core.settings import Settings
+from responder.ops.context import Context
 from responder.pipeline import MAX_DRAFT_INPUT, Work, question_of
 from responder.understand.normalize import normalize
 from responder.understand.signals import paste_start
@@ -35,7 +37,7 @@ def due():
         or_(col(Message.next_attempt_at).is_(None), Message.next_attempt_at <= utcnow())).order_by(col(Message.id))
 
 
-def upcoming(ctx, limit: int = BATCH, after: int = 0) -> list[Message]:
+def upcoming(ctx: Context, limit: int = BATCH, after: int = 0) -> list[Message]:
     """The next stored messages the process job will claim, in its order (read, not locked)."""
     if limit <= 0:
         return []
@@ -43,7 +45,7 @@ def upcoming(ctx, limit: int = BATCH, after: int = 0) -> list[Message]:
         return list(session.exec(due().where(Message.id > after).limit(limit)).all())
 
 
-def ahead(ctx, after: int, limit: int) -> Future:
+def ahead(ctx: Context, after: int, limit: int) -> Future:
     """The batch after ``after``, read and prepared on another thread while this one is routed:
     the model runs in torch (no GIL) on the second core while the pipeline runs in Python."""
     def next_batch() -> list[Message]:
@@ -53,7 +55,7 @@ def ahead(ctx, after: int, limit: int) -> Future:
     return _AHEAD.submit(next_batch)
 
 
-def questions(messages: list[Message], settings) -> list[str]:
+def questions(messages: list[Message], settings: Settings) -> list[str]:
     """What retrieval will be asked for each message a customer wrote (automated mail is never
     searched)."""
     found = []
@@ -71,7 +73,7 @@ def questions(messages: list[Message], settings) -> list[str]:
     return found
 
 
-def prepare_batch(ctx, messages: list[Message]) -> None:
+def prepare_batch(ctx: Context, messages: list[Message]) -> None:
     if len(messages) < 2 or not hasattr(ctx.retriever, "prepare"):
         return  # one message gains nothing from a batch
     try:

@@ -45,6 +45,8 @@ from responder.core.models import (
     OutboxStatus,
     Thread,
 )
+from responder.core.settings import Settings
+from responder.owner import digest as digests
 from responder.understand.customers import find_customer, phone_of
 
 log = logging.getLogger("deskhand.privacy")
@@ -201,7 +203,7 @@ SCRUBBED = ((Message, ("subject", "text", "new_text")), (Draft, ("text", "sent_t
             (DraftEvent, ("detail",)), (Lesson, ("addition", "diff")), (Feedback, ("comment",)))
 
 
-def _scrub(session: Session, erased: Erased, words: list[str], snippets: list[str], settings) -> None:
+def _scrub(session: Session, erased: Erased, words: list[str], snippets: list[str], settings: Settings) -> None:
     """Replace what is left of them in other rows; owner mail that quoted them is redone or noted."""
     for model, columns in SCRUBBED:
         hits = or_(*[func.lower(cast(getattr(model, c), String)).contains(w, autoescape=True)
@@ -234,8 +236,7 @@ def _scrub(session: Session, erased: Erased, words: list[str], snippets: list[st
         erased.counts["alerts quoting them (erased)"] += 1
 
 
-def _render_digest_again(session: Session, settings, digest: Digest, row: Outbox) -> None:
-    from responder.owner import digest as digests
+def _render_digest_again(session: Session, settings: Settings, digest: Digest, row: Outbox) -> None:
     mail = digests.build(session, settings, now=as_utc(digest.created_at), token=digest.token)
     row.subject, row.body_text, row.body_html = mail.subject, mail.text, mail.html
     digest.draft_ids = mail.draft_ids
@@ -255,7 +256,7 @@ def _replace(value, words: list[str]):
     return value
 
 
-def forget_customer(session: Session, customer: Customer, *, settings=None, dry_run: bool = False) -> Erased:
+def forget_customer(session: Session, customer: Customer, *, settings: Settings | None = None, dry_run: bool = False) -> Erased:
     """Erase everything about ``customer`` in this transaction (``dry_run``: only count it).
     ``settings`` lets an unsent digest that listed them be rendered again instead of noted."""
     if not dry_run:  # PostgreSQL: a link or merge of this customer running now finishes first
@@ -280,7 +281,7 @@ def forget_customer(session: Session, customer: Customer, *, settings=None, dry_
     return erased
 
 
-def _audit(settings, entry: dict, level: int = logging.WARNING) -> None:
+def _audit(settings: Settings, entry: dict, level: int = logging.WARNING) -> None:
     """A line in <data_dir>/privacy.log (and the log): what was erased and when, never whose data
     it was (a customer id means nothing once the row is gone)."""
     entry = {"at": utcnow().isoformat(timespec="seconds"), **entry}

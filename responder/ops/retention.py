@@ -24,6 +24,7 @@ from responder.core.models import (
     OutboxStatus,
     Thread,
 )
+from responder.ops.context import Context
 from responder.ops.privacy import (
     BATCH,
     UNSENT,
@@ -44,7 +45,7 @@ def _expired_threads(session: Session, cutoff, limit: int) -> list[tuple[int, in
         Thread.updated_at < cutoff, ~recent, ~busy, ~waiting).order_by(col(Thread.id)).limit(limit)))
 
 
-def purge_expired(ctx) -> int:
+def purge_expired(ctx: Context) -> int:
     """The daily job: erase conversations whose last message is older than ``[privacy]
     retention_days`` (0: keep forever), a batch per transaction; customers left without any
     thread go too (a number that texted STOP is kept, so STOP stays honoured). Also messages

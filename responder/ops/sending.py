@@ -53,6 +53,7 @@ from responder.send.registry import CARRIERS, TEXTS
 from responder.understand import customers
 
 log = logging.getLogger("deskhand.send")
+WHAT = {"email": "replies", "texts": "texts"}  # in the log: "cannot send replies now: ..."
 
 
 async def send_outbox(ctx: Context, carrier: str = "email", limit: int = 200) -> int:
@@ -85,9 +86,9 @@ async def send_outbox(ctx: Context, carrier: str = "email", limit: int = 200) ->
                 if tried >= limit or ctx.stopping.is_set():
                     break
     except ConfigError as exc:
-        log.error("cannot send %s: %s", carrier, exc)
+        log.error("cannot send %s: %s", WHAT[carrier], exc)
     except TransientError as exc:  # only opening raises here; each row's errors are recorded above
-        log.warning("cannot send %s now: %s; %s", carrier, exc, backoff.describe(backoff.failed()))
+        log.warning("cannot send %s now: %s; %s", WHAT[carrier], exc, backoff.describe(backoff.failed()))
     return tried
 
 
@@ -107,7 +108,7 @@ def claim_outbound(ctx: Context, channel: str) -> Outbound | None:
         return _claim(session, ctx.settings, channel)
 
 
-def _claim(session: Session, settings, channel: str) -> Outbound | None:
+def _claim(session: Session, settings: Settings, channel: str) -> Outbound | None:
     row = outbox.claim_next(session=session, channel=channel)
     if row is None:
         return None
@@ -224,7 +225,7 @@ def _keep_changes(row: Outbox, sent: Outbound | None) -> None:
     row.body_text, row.extra = sent.body_text, dict(sent.extra)  # JSON is reassigned, not mutated
 
 
-def _after_refusal(session: Session, settings, row: Outbox, error: Refused) -> None:
+def _after_refusal(session: Session, settings: Settings, row: Outbox, error: Refused) -> None:
     if error.code == 21610:  # the carrier says the number opted out: we never text it again
         identity = customers.phone_identity(session, normalize_phone(row.recipient))
         if identity is not None:
@@ -233,7 +234,7 @@ def _after_refusal(session: Session, settings, row: Outbox, error: Refused) -> N
         return_to_owner(session, settings, row.draft_id, str(error))
 
 
-def return_to_owner(session: Session, settings, draft_id: int, reason: str) -> Draft | None:
+def return_to_owner(session: Session, settings: Settings, draft_id: int, reason: str) -> Draft | None:
     """The draft waits for the owner again, with the reason, and the owner hears of it as for any
     held draft. Also for a WhatsApp 63016 that arrives later in a status callback."""
     draft = session.get(Draft, draft_id)

@@ -26,6 +26,8 @@ from responder.core.models import (
     Route,
     Thread,
 )
+from responder.core.settings import Settings
+from responder.owner.lessons import propose
 from responder.send import reply
 
 HELD = (Route.REVIEW, Route.HANDOFF)
@@ -86,7 +88,7 @@ def _must_be_pending(draft: Draft, verb: str) -> None:
         raise ApprovalError(f"Draft {draft.id} is already {draft.status}: nothing to {verb}.")
 
 
-def approve(session: Session, settings, draft_id: int, *, actor: str, text: str | None = None,
+def approve(session: Session, settings: Settings, draft_id: int, *, actor: str, text: str | None = None,
             force: bool = False) -> Draft:
     """Send the draft (or the owner's ``text`` instead). Raises ``ThreadMovedOn`` unless ``force``."""
     draft = get(session, draft_id)
@@ -106,7 +108,6 @@ def approve(session: Session, settings, draft_id: int, *, actor: str, text: str 
         detail += f"; sent although the customer wrote {len(newer)} more message(s)"
     record(session, draft, "approved", actor, detail)
     if draft.edited:
-        from responder.owner.lessons import propose
         propose(session, settings, draft)
     return draft
 
@@ -119,7 +120,7 @@ def reject(session: Session, draft_id: int, *, actor: str, reason: str = "") -> 
     return draft
 
 
-def expire_stale(session: Session, settings) -> int:
+def expire_stale(session: Session, settings: Settings) -> int:
     """Pending drafts older than ``[approvals] expire_days`` expire: never sent, still on record."""
     cutoff = utcnow() - timedelta(days=settings.approvals.expire_days)
     stale = session.exec(select(Draft).where(col(Draft.route).in_(HELD), Draft.status == DraftStatus.PENDING,
@@ -131,7 +132,7 @@ def expire_stale(session: Session, settings) -> int:
     return len(stale)
 
 
-def due_reminders(session: Session, settings) -> list[Draft]:
+def due_reminders(session: Session, settings: Settings) -> list[Draft]:
     """Pending drafts older than ``[approvals] remind_after_hours`` not yet reminded about."""
     cutoff = utcnow() - timedelta(hours=settings.approvals.remind_after_hours)
     return list(session.exec(select(Draft).where(
@@ -139,7 +140,7 @@ def due_reminders(session: Session, settings) -> list[Draft]:
         col(Draft.reminded_at).is_(None)).order_by(col(Draft.id))).all())
 
 
-def enqueue_reply(session: Session, settings, draft: Draft, text: str) -> None:
+def enqueue_reply(session: Session, settings: Settings, draft: Draft, text: str) -> None:
     """The owner's reply into the customer's thread, as the outbox row the send job delivers."""
     msg = session.get(Message, draft.message_id)
     thread = session.get(Thread, msg.thread_id) if msg.thread_id else None

@@ -27,6 +27,7 @@ _lock = threading.Lock()
 
 
 def _figure(width_in: float, height_in: float):
+    # start-up: matplotlib (~40 MB) loads on the first chart, not at every daemon start
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -55,6 +56,7 @@ def _day_labels(days) -> list[str]:
 def png_chart(days) -> bytes:
     """Messages in per day (``metrics.DayMetrics``), each bar split: answered automatically, held
     for review, handed off, and the rest (robot mail, acknowledgements: no reply needed)."""
+    # start-up: matplotlib (~40 MB) loads on the first chart, not at every daemon start
     import matplotlib
 
     parts = {"auto": [d.auto_replies for d in days], "held": [d.held for d in days],
@@ -85,6 +87,7 @@ def png_chart(days) -> bytes:
 
 
 def _tick_formatter(unit: str):
+    # start-up: matplotlib (~40 MB) loads on the first chart, not at every daemon start
     from matplotlib.ticker import FuncFormatter
 
     def label(value, _pos):
@@ -105,6 +108,7 @@ def svg_chart(title: str, labels: list[str], series: dict[str, list[float | None
     """
     if kind not in ("line", "bar", "stacked"):
         raise ValueError(f"chart kind must be line, bar or stacked, not {kind!r}")
+    # start-up: matplotlib (~40 MB) loads on the first chart, not at every daemon start
     import matplotlib
 
     clean = {name: [math.nan if v is None else float(v) for v in values[:len(labels)]]

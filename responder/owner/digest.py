@@ -31,6 +31,7 @@ from responder.core.models import (
     Route,
     new_token,
 )
+from responder.core.settings import Settings
 from responder.core.templating import render
 from responder.decide import limits as cost_limits
 from responder.owner import (
@@ -71,7 +72,7 @@ def _day_label(day: date) -> str:
     return f"{day:%a} {day.day} {day:%b}"
 
 
-def build(session: Session, settings, *, now: datetime | None = None, token: str | None = None) -> DigestMail:
+def build(session: Session, settings: Settings, *, now: datetime | None = None, token: str | None = None) -> DigestMail:
     """Render the digest from the rows as they are now; writes nothing."""
     now = now or utcnow()
     token = token or new_token()
@@ -128,7 +129,7 @@ def _numbers(m) -> list[tuple[str, str]]:
             ("Thumbs down", str(m.thumbs_down)), ("LLM spend", report.format_money(m.llm_cost))]
 
 
-def _chart(session: Session, settings, until: date) -> bytes | None:
+def _chart(session: Session, settings: Settings, until: date) -> bytes | None:
     try:
         return charts.png_chart(metrics.daily(session, settings=settings, days=14, until=until))
     except Exception:
@@ -137,7 +138,7 @@ def _chart(session: Session, settings, until: date) -> bytes | None:
         return None
 
 
-def _problems(session: Session, settings) -> tuple[list[dict], list[dict], int]:
+def _problems(session: Session, settings: Settings) -> tuple[list[dict], list[dict], int]:
     """Failed or unknown sends and quarantined messages, shown every day until the owner deals
     with them (``responder.owner.problems``): nothing waits forever."""
     found, total = problems.open_problems(session)
@@ -147,12 +148,12 @@ def _problems(session: Session, settings) -> tuple[list[dict], list[dict], int]:
         [v for v, p in zip(view, found) if p.kind == "message"], total - len(found)
 
 
-def _alerts(session: Session, settings, now: datetime) -> list[dict]:
+def _alerts(session: Session, settings: Settings, now: datetime) -> list[dict]:
     return [{"kind": a.kind, "when": local_time(settings, a.created_at), "text": " ".join(a.detail.split())[:400]}
             for a in cost_limits.recent_alerts(session, since=now - timedelta(days=1))]
 
 
-def _thumbs_down(session: Session, settings) -> list[dict]:
+def _thumbs_down(session: Session, settings: Settings) -> list[dict]:
     shown = []
     for vote in feedback.unseen_thumbs_down(session):
         draft = session.get(Draft, vote.draft_id)
@@ -164,7 +165,7 @@ def _thumbs_down(session: Session, settings) -> list[dict]:
     return shown
 
 
-def _lesson_view(settings, lesson) -> dict:
+def _lesson_view(settings: Settings, lesson) -> dict:
     return {"id": lesson.id, "kind": "new FAQ entry" if lesson.kind == "faq" else "tone example",
             "path": lesson.path, "diff": clip(lesson.diff, 3000),
             "accept": links.lesson_link(settings, lesson.id, "accept"),
@@ -173,7 +174,7 @@ def _lesson_view(settings, lesson) -> dict:
 
 # --- writing it down and sending it -------------------------------------------------------------
 
-def enqueue(session: Session, settings, *, now: datetime | None = None, force: bool = False) -> Outbox | None:
+def enqueue(session: Session, settings: Settings, *, now: datetime | None = None, force: bool = False) -> Outbox | None:
     """Today's digest into the outbox; None if there is no owner address or (unless ``force``)
     today's digest was already written, by this daemon or another one sharing the database."""
     if not settings.owner_address:

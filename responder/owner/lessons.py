@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from responder.core.clock import utcnow
 from responder.core.models import Draft, Lesson, Message
+from responder.core.settings import Settings
 from responder.decide.figures import extract
 
 FAQ_FILE, EXAMPLES_FILE = "faq.md", "examples.jsonl"
@@ -41,7 +42,7 @@ def new_figures(original: str, edited: str) -> list[str]:
     return [c.text for c in extract(edited) if c.text.lower() not in known]
 
 
-def propose(session: Session, settings, draft: Draft) -> Lesson | None:
+def propose(session: Session, settings: Settings, draft: Draft) -> Lesson | None:
     """Store a proposal for an edited, approved draft (one per draft)."""
     if not draft.sent_text or session.exec(select(Lesson.id).where(Lesson.draft_id == draft.id)).first():
         return None
@@ -80,7 +81,7 @@ def proposed(session: Session, limit: int = 20) -> list[Lesson]:
                              .order_by(col(Lesson.id)).limit(limit)).all())
 
 
-def accept(session: Session, settings, lesson_id: int) -> Path:
+def accept(session: Session, settings: Settings, lesson_id: int) -> Path:
     """Write the lesson into the knowledge folder; returns the file (the caller re-indexes)."""
     lesson = _open_lesson(session, lesson_id)
     file = settings.knowledge_dir / lesson.path

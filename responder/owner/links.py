@@ -22,6 +22,7 @@ from sqlmodel import Session, select
 
 from responder.core.clock import utcnow
 from responder.core.models import UsedLink
+from responder.core.settings import Settings
 
 PURPOSES = ("draft", "feedback", "lesson")  # what a link may be for; each has its own salt
 
@@ -48,18 +49,18 @@ class ClockSigner(TimestampSigner):
         return int(utcnow().timestamp())
 
 
-def _serializer(settings, purpose: str) -> URLSafeTimedSerializer:
+def _serializer(settings: Settings, purpose: str) -> URLSafeTimedSerializer:
     if purpose not in PURPOSES:
         raise ValueError(f"unknown link purpose {purpose!r}")
     return URLSafeTimedSerializer(settings.secret(), salt=f"deskhand.{purpose}", signer=ClockSigner)
 
 
-def sign(settings, purpose: str, **data) -> str:
+def sign(settings: Settings, purpose: str, **data) -> str:
     """A token for ``data`` (small JSON values), with a fresh nonce for ``use_once``."""
     return _serializer(settings, purpose).dumps({**data, "n": secrets.token_urlsafe(12)})
 
 
-def verify(settings, purpose: str, token: str, *, max_age_s: float) -> dict:
+def verify(settings: Settings, purpose: str, token: str, *, max_age_s: float) -> dict:
     """The signed data, or ``LinkError`` (tampered or expired)."""
     try:
         return _serializer(settings, purpose).loads(token, max_age=max_age_s)
@@ -85,7 +86,7 @@ def use_once(session: Session, data: dict, purpose: str) -> None:
 
 # --- the URLs emails carry ------------------------------------------------------------------
 
-def draft_link(settings, draft_id: int, action: str, token: str = "") -> str:
+def draft_link(settings: Settings, draft_id: int, action: str, token: str = "") -> str:
     """``action``: approve | edit | reject. Opens a confirmation page; nothing happens on GET.
 
     ``token`` (the draft's own) is signed in too, so a link can only ever reach the draft it
@@ -93,7 +94,7 @@ def draft_link(settings, draft_id: int, action: str, token: str = "") -> str:
     return f"{settings.base_url}/a/{sign(settings, 'draft', d=draft_id, a=action, **_bound(token))}"
 
 
-def feedback_link(settings, draft_id: int, vote: str, token: str = "") -> str:
+def feedback_link(settings: Settings, draft_id: int, vote: str, token: str = "") -> str:
     return f"{settings.base_url}/f/{sign(settings, 'feedback', d=draft_id, v=vote, **_bound(token))}"
 
 
@@ -106,11 +107,11 @@ def is_for(data: dict, draft) -> bool:
     return draft is not None and ("t" not in data or draft.token[:12] == data["t"])
 
 
-def lesson_link(settings, lesson_id: int, action: str = "accept") -> str:
+def lesson_link(settings: Settings, lesson_id: int, action: str = "accept") -> str:
     return f"{settings.base_url}/l/{sign(settings, 'lesson', l=lesson_id, a=action)}"
 
 
-def ttl_s(settings, purpose: str) -> float:
+def ttl_s(settings: Settings, purpose: str) -> float:
     if purpose == "feedback":
         return settings.approvals.feedback_ttl_days * 86400
     return settings.approvals.link_ttl_hours * 3600

@@ -33,6 +33,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta
 
+from rapidfuzz import fuzz, process
 from sqlmodel import Session, col, func, select
 
 from responder.core.clock import as_utc, utcnow
@@ -46,6 +47,7 @@ from responder.core.models import (
     OutboxStatus,
     Route,
 )
+from responder.core.settings import Settings
 from responder.understand.language import is_acknowledgement
 
 NEEDING = (Route.AUTO, Route.REVIEW, Route.HANDOFF)
@@ -162,7 +164,7 @@ def _local_day(at: datetime, tz) -> date:
     return as_utc(at).astimezone(tz).date()
 
 
-def day_window(settings, day: date) -> tuple[datetime, datetime]:
+def day_window(settings: Settings, day: date) -> tuple[datetime, datetime]:
     """Aware UTC bounds of a shop-local day (23 or 25 hours long on a DST change)."""
     tz = settings.tz
     start = datetime.combine(day, time(0), tzinfo=tz)
@@ -170,13 +172,13 @@ def day_window(settings, day: date) -> tuple[datetime, datetime]:
     return as_utc(start), as_utc(end)
 
 
-def yesterday(settings, now: datetime | None = None) -> date:
+def yesterday(settings: Settings, now: datetime | None = None) -> date:
     return _local_day(now or utcnow(), settings.tz) - timedelta(days=1)
 
 
 # --- reading the rows (each query runs once per window, never once per day) ---------------
 
-def _inbound(session: Session, start: datetime, end: datetime, settings) -> list:
+def _inbound(session: Session, start: datetime, end: datetime, settings: Settings) -> list:
     rows = session.exec(
         select(Message.thread_id, Message.sender, Message.received_at, Draft.route, Draft.reasons,
                Draft.llm_prompt_tokens, Draft.llm_completion_tokens, Draft.llm_cost)
@@ -252,7 +254,7 @@ def _durable_share(session: Session, start: datetime, end: datetime) -> float | 
 
 # --- the public calculations ---------------------------------------------------------------
 
-def compute(session: Session, *, start: datetime, end: datetime, settings) -> Metrics:
+def compute(session: Session, *, start: datetime, end: datetime, settings: Settings) -> Metrics:
     start, end = as_utc(start), as_utc(end)
     tally, replies = _Tally(), _replies(session, start)
     for row in _inbound(session, start, end, settings):
@@ -287,7 +289,7 @@ def compute(session: Session, *, start: datetime, end: datetime, settings) -> Me
             Outbox.created_at >= start, Outbox.created_at < end)).one())
 
 
-def daily(session: Session, *, settings, days: int, until: date | None = None) -> list[DayMetrics]:
+def daily(session: Session, *, settings: Settings, days: int, until: date | None = None) -> list[DayMetrics]:
     """``days`` shop-local days ending with ``until`` (default today), oldest first; the rows are
     read once for the whole range and bucketed here."""
     if days < 1:
@@ -314,7 +316,6 @@ def daily(session: Session, *, settings, days: int, until: date | None = None) -
 def unanswered(session: Session, *, start: datetime, end: datetime, limit: int = 5) -> list[tuple[str, int]]:
     """Questions the knowledge had nothing for (``draft.no_match``), near-duplicates grouped; each
     group is shown by its first question, most frequent first (hints for new FAQ entries)."""
-    from rapidfuzz import fuzz, process
 
     rows = session.exec(select(Message.new_text, Message.text).join(Draft, col(Draft.message_id) == col(Message.id))
                         .where(Draft.no_match == True, col(Draft.route).in_(NEEDING),  # noqa: E712

@@ -26,6 +26,7 @@ from sqlmodel import Session, select
 from channels.email.compose import clean_header
 from responder.core.clock import utcnow
 from responder.core.models import Customer, Draft, Message, Outbox, OutboxKind, Route
+from responder.core.settings import Settings
 from responder.core.templating import render
 from responder.core.text import normalize_phone, sms_segments
 from responder.owner import approvals, links
@@ -79,7 +80,7 @@ class DraftView:
     number: int | None = None  # its number in the digest
 
 
-def draft_view(session: Session, settings, draft: Draft, *, now: datetime | None = None,
+def draft_view(session: Session, settings: Settings, draft: Draft, *, now: datetime | None = None,
                number: int | None = None, limit: int = 3000) -> DraftView:
     """``limit``: characters of the message and of the draft shown (the digest shows less, so a
     long queue stays under Gmail's ~100 KB clipping)."""
@@ -104,7 +105,7 @@ def draft_view(session: Session, settings, draft: Draft, *, now: datetime | None
         newer=len(approvals.newer_messages(session, draft)), number=number)
 
 
-def reply_mailto(settings, customer: str, token: str) -> str:
+def reply_mailto(settings: Settings, customer: str, token: str) -> str:
     """A mailto: link that opens a reply to us naming the draft (RFC 6068: percent-encoded)."""
     subject = clean_header(f"Re: [Deskhand] draft for {customer} [ref {token}]")
     return f"mailto:{quote(settings.reply_address, safe='@')}?subject={quote(subject, safe='')}&body=approve"
@@ -128,7 +129,7 @@ def duration(seconds: float) -> str:
     return f"{hours / 24:.0f} days"
 
 
-def local_time(settings, moment: datetime) -> str:
+def local_time(settings: Settings, moment: datetime) -> str:
     """"Tue 4 Mar, 14:05" in the shop's timezone."""
     local = moment.astimezone(settings.tz)
     return f"{local:%a} {local.day} {local:%b}, {local:%H:%M}"
@@ -147,7 +148,7 @@ def short(text: str, limit: int = SUBJECT_MAX) -> str:
 
 # --- notification and reminder ------------------------------------------------------------------
 
-def notify_held(session: Session, settings, draft: Draft) -> Outbox | None:
+def notify_held(session: Session, settings: Settings, draft: Draft) -> Outbox | None:
     """Email the owner about a draft just held, if ``[approvals] notify`` asks for it (and text
     them about a handoff when ``[twilio] owner_sms`` is set). Returns the email's row."""
     mode = settings.approvals.notify
@@ -160,7 +161,7 @@ def notify_held(session: Session, settings, draft: Draft) -> Outbox | None:
     return _enqueue(session, settings, draft, OutboxKind.NOTIFY)
 
 
-def notify_by_sms(session: Session, settings, draft: Draft) -> Outbox | None:
+def notify_by_sms(session: Session, settings: Settings, draft: Draft) -> Outbox | None:
     """A short text to ``[twilio] owner_sms`` about a handoff; one per draft, None if not wanted."""
     cfg = settings.twilio
     if not (cfg.enabled and cfg.owner_sms.strip()):
@@ -176,7 +177,7 @@ def notify_by_sms(session: Session, settings, draft: Draft) -> Outbox | None:
                           message_id=owner_message_id(settings, "draft", draft.token), automatic=False)
 
 
-def owner_sms_text(session: Session, settings, draft: Draft) -> str:
+def owner_sms_text(session: Session, settings: Settings, draft: Draft) -> str:
     """'Deskhand: Jamie Rivera needs you: "…" Queue: <url>', within ``[tone] sms_max_segments``:
     the customer's words are cut (GSM-7 "..." rather than "…", which would make it UCS-2)."""
     message = session.get(Message, draft.message_id)
@@ -215,7 +216,7 @@ def send_reminders(ctx) -> int:
     return sent
 
 
-def _enqueue(session: Session, settings, draft: Draft, kind: str) -> Outbox | None:
+def _enqueue(session: Session, settings: Settings, draft: Draft, kind: str) -> Outbox | None:
     """One ``kind`` mail per draft (the outbox's unique (draft_id, kind)); None if it exists."""
     if session.exec(select(Outbox.id).where(Outbox.draft_id == draft.id, Outbox.kind == kind)).first():
         return None

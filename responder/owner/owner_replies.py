@@ -27,6 +27,7 @@ from channels.email.compose import new_message_id, references_for, reply_subject
 from channels.email.parse import parse_email
 from responder.core.logs import redact
 from responder.core.models import Customer, Digest, Draft, Message, OutboxKind
+from responder.core.settings import Settings
 from responder.core.templating import render
 from responder.owner import approvals, owner_mail
 from responder.send import outbox
@@ -163,7 +164,7 @@ class Outcome:
     notes: list[str] = field(default_factory=list)     # lines about no single draft
 
 
-def handle(work, session: Session, settings) -> Outcome | None:
+def handle(work, session: Session, settings: Settings) -> Outcome | None:
     """An ``Outcome`` when this email is an approval reply (acted on here), else None."""
     refs = find_refs(work.subject, work.in_reply_to, work.references)
     if not refs:
@@ -206,7 +207,7 @@ def from_address(work) -> str:
     return (parse_email(work.message.raw or b"").from_address or "").strip().lower()
 
 
-def apply(session: Session, settings, draft: Draft, command: Command, outcome: Outcome,
+def apply(session: Session, settings: Settings, draft: Draft, command: Command, outcome: Outcome,
           number: int | None = None) -> None:
     """One instruction for one draft, through the approval rules; errors become confirmation lines."""
     customer = customer_name(session, draft)
@@ -241,7 +242,7 @@ def apply(session: Session, settings, draft: Draft, command: Command, outcome: O
     outcome.done.append(Done(result, draft.id, customer))
 
 
-def apply_digest(session: Session, settings, digest: Digest, text: str, outcome: Outcome) -> None:
+def apply_digest(session: Session, settings: Settings, digest: Digest, text: str, outcome: Outcome) -> None:
     ids = list(digest.draft_ids or [])
     commands, unread = read_digest_reply(text)
     if not commands and len(ids) == 1:  # a one-draft digest: answered like the draft's notification
@@ -275,7 +276,7 @@ def customer_name(session: Session, draft: Draft) -> str:
     return (customer.name if customer and customer.name else msg.sender if msg else "") or "the customer"
 
 
-def confirm(session: Session, settings, work, draft: Draft, outcome: Outcome) -> None:
+def confirm(session: Session, settings: Settings, work, draft: Draft, outcome: Outcome) -> None:
     """Queue the owner's confirmation, one per owner message (the outbox's unique draft and kind)."""
     if outcome.refused or not settings.owner_address:
         return

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from responder.core.settings import Settings
 from responder.owner.metrics import Metrics, _share
 
 
@@ -29,7 +30,7 @@ def format_money(usd: float) -> str:
     return f"${usd:.4f}" if 0 < usd < 0.005 else f"${usd:,.2f}"
 
 
-def format_table(m: Metrics, settings, questions: list[tuple[str, int]] = ()) -> str:
+def format_table(m: Metrics, settings: Settings, questions: list[tuple[str, int]] = ()) -> str:
     """The human output of ``run.py stats``: one short line per figure."""
     tz, when = settings.tz, "%Y-%m-%d %H:%M"
     rows = [

@@ -29,6 +29,7 @@ from responder.core.models import (
     OutboxStatus,
     Thread,
 )
+from responder.core.settings import Settings
 
 SEND_LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 8
@@ -138,7 +139,7 @@ def automatic_sent_since(*, session: Session, since: datetime, thread_id: int | 
     return session.exec(query).one()
 
 
-def owner_message_id(settings, kind: str, token: str) -> str:
+def owner_message_id(settings: Settings, kind: str, token: str) -> str:
     """``<deskhand.{kind}.{token}.{random hex}@{our domain}>``; kind is draft or digest.
 
     The random part keeps each mail's id unique (a draft gets a notification and a reminder);

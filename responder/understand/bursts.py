@@ -15,6 +15,7 @@ from sqlmodel import Session, col, func, select
 
 from responder.core.clock import as_utc, utcnow
 from responder.core.models import Draft, DraftStatus, Message, MessageStatus, Route
+from responder.core.settings import Settings
 
 
 def recent_inbound(session: Session, message: Message, *, seconds: float) -> int:
@@ -26,7 +27,7 @@ def recent_inbound(session: Session, message: Message, *, seconds: float) -> int
         col(Message.id) <= message.id)).one()
 
 
-def hold_if_bursting(session: Session, message: Message, settings) -> bool:
+def hold_if_bursting(session: Session, message: Message, settings: Settings) -> bool:
     """Hold a message past the burst limit until the window closes; True when held."""
     routing = settings.routing
     if message.burst:

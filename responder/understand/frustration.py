@@ -86,6 +86,7 @@ def _analyser():
     with _lock:
         if _vader is None and not _vader_failed:
             try:
+                # start-up: VADER reads its lexicon on first use, in the warm-up
                 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
                 _vader = SentimentIntensityAnalyzer()
             except Exception:  # pragma: no cover - a broken install must not stop the pipeline

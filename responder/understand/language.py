@@ -65,6 +65,7 @@ def _load(shop_languages=("en",)):
 def _identifier_for(wanted: frozenset[str]):
     """py3langid's identifier built from its model file with only ``wanted``'s columns of the
     per-language n-gram table (its ``set_languages`` would keep the whole table beside them)."""
+    # start-up: py3langid's model loads on first use, in the warm-up
     import numpy as np
     from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
     from py3langid.modelio import load_model

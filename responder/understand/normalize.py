@@ -11,10 +11,11 @@ import dataclasses
 
 from channels.email.autoreply import automated_reason, reply_address
 from channels.email.parse import parse_email
+from responder.core.settings import Settings
 from responder.core.text import clean, normalize_phone
 
 
-def normalize_email(work, settings) -> None:
+def normalize_email(work, settings: Settings) -> None:
     msg, parsed = work.message, parse_email(work.message.raw or b"")
     address = clean(reply_address(parsed))
     if len(address) > 320:  # RFC 5321 §4.5.3.1: no real mailbox is longer
@@ -40,7 +41,7 @@ def normalize_email(work, settings) -> None:
     work.notes.extend(parsed.defects[:5])
 
 
-def normalize_text_message(work, settings) -> None:
+def normalize_text_message(work, settings: Settings) -> None:
     msg = work.message
     work.sender = normalize_phone(msg.sender)
     work.full_text = work.text = clean(msg.text or msg.new_text, 20_000)
@@ -49,7 +50,7 @@ def normalize_text_message(work, settings) -> None:
         work.automated = f"the sender {msg.sender[:40]!r} is not a phone number"
 
 
-def normalize(work, settings) -> None:
+def normalize(work, settings: Settings) -> None:
     if work.message.channel == "email":
         normalize_email(work, settings)
     else:

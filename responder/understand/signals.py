@@ -19,10 +19,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from responder.understand.frustration import FRUSTRATION_THRESHOLD, score_frustration
+from responder.core.settings import Settings
+from responder.understand.frustration import (
+    FRUSTRATION_THRESHOLD,
+    _analyser,
+    score_frustration,
+)
 from responder.understand.injection import injection_attempt
 from responder.understand.language import (
     UNDETERMINED,
+    _load,
     detect_language,
     emoji_only,
     is_acknowledgement,
@@ -84,7 +90,7 @@ class SignalConfig:
     frustration_threshold: float = FRUSTRATION_THRESHOLD
 
     @classmethod
-    def of(cls, settings=None) -> "SignalConfig":
+    def of(cls, settings: Settings | Mapping | None = None) -> "SignalConfig":
         if isinstance(settings, cls) or settings is None:
             return settings or cls()
         if not isinstance(settings, Mapping) and getattr(settings, "signals", None) is not None:
@@ -244,7 +250,7 @@ def paste_start(text: str) -> int | None:
     return m.start() if m else None
 
 
-def compute_signals(text, *, subject="", channel="email", earlier=(), settings=None) -> Signals:
+def compute_signals(text, *, subject="", channel="email", earlier=(), settings: Settings | Mapping | None = None) -> Signals:
     """Signals for one new customer message; never raises (a failure logs and gives defaults).
 
     ``text`` is the new text with quoted history stripped; ``subject`` counts for email only;
@@ -258,7 +264,7 @@ def compute_signals(text, *, subject="", channel="email", earlier=(), settings=N
         return Signals(empty=not str(text or "").strip())
 
 
-def _compute(text, *, subject, channel, earlier, settings) -> Signals:
+def _compute(text, *, subject, channel, earlier, settings: Settings | Mapping | None) -> Signals:
     config = SignalConfig.of(settings)
     raw = text if isinstance(text, str) else str(text or "")
     body = _clean(raw).strip()
@@ -289,7 +295,5 @@ def warm_up(languages=DEFAULT_LANGUAGES) -> None:
     """Load the language (for the shop's ``languages``) and sentiment detectors now: loading them
     lazily inside the first message's transaction took seconds (up to SQLite's lock timeout on a
     busy machine), during which every other writer waited."""
-    from responder.understand.frustration import _analyser
-    from responder.understand.language import _load
     _load(normalize_languages(languages))
     _analyser()

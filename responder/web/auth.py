@@ -22,6 +22,7 @@ from fastapi.responses import RedirectResponse
 from starlette.requests import Request
 
 from responder.core.clock import utcnow
+from responder.core.settings import Settings
 from responder.owner.password import (  # noqa: F401
     MIN_LENGTH,
     PASSWORD_KEY,
@@ -48,7 +49,7 @@ class NeedsPassword(Exception):
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
-def is_exposed(settings) -> bool:
+def is_exposed(settings: Settings) -> bool:
     """Other machines can reach the pages: a public URL is set, or the server listens beyond loopback."""
     return bool(settings.web.public_url or settings.twilio.public_url) or settings.web.host not in LOOPBACK_HOSTS
 

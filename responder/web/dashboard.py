@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends
 from starlette.requests import Request
 
 from responder.core.clock import utcnow
+from responder.owner import charts, metrics
 from responder.web.auth import require_owner
 from responder.web.pages import Formatter, WebState, page
 
@@ -67,8 +68,6 @@ def chart_specs(days: list) -> list[tuple[str, str, dict, str, str]]:
 
 @router.get("/dashboard")
 def dashboard(request: Request, days: int = 30, st: WebState = Depends(require_owner)):
-    # Imported here: matplotlib loads on the first dashboard view, not at every daemon start.
-    from responder.owner import charts, metrics
 
     days = max(1, min(days, 366))
     settings = st.ctx.settings

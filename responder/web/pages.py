@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from starlette.requests import Request
 
 from responder.core.clock import as_utc, utcnow
+from responder.core.settings import Settings
 from responder.core.templating import render
 from responder.ops.context import Context
 from responder.owner.report import format_duration, format_money, format_percent
@@ -50,7 +51,7 @@ def state(request: Request) -> WebState:
 class Formatter:
     """How times, durations, rates and money read on the pages (shop's time zone)."""
 
-    def __init__(self, settings):
+    def __init__(self, settings: Settings):
         self.tz = settings.tz
 
     def when(self, value: datetime | None) -> str:

@@ -16,6 +16,8 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from responder.core.settings import Settings
+
 SESSION_COOKIE = "deskhand_session"
 
 # No scripts at all (the pages are plain forms). Inline styles stay allowed: the layout's CSS is
@@ -55,7 +57,7 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def session_key(settings) -> str:
+def session_key(settings: Settings) -> str:
     """The session cookie's signing key, separate from the link-signing key (same root secret)."""
     return hmac.new(settings.secret(), b"deskhand.web-session", hashlib.sha256).hexdigest()
 

@@ -39,9 +39,11 @@ from channels.twilio.webhook import (
 from responder.core.db import DatabaseUnavailable
 from responder.core.errors import ConfigError
 from responder.core.models import Outbox
+from responder.core.settings import Settings
 from responder.core.text import normalize_phone
 from responder.intake import spool
 from responder.intake.store import store_record
+from responder.ops.context import Context
 from responder.understand import customers
 from responder.web.pages import state
 
@@ -64,7 +66,7 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-async def verified_form(request: Request, settings) -> FormParams:
+async def verified_form(request: Request, settings: Settings) -> FormParams:
     """The form of a request Twilio signed; ``WebhookRefused`` otherwise (fail closed: there is
     no setting that skips the check)."""
     base = settings.twilio.public_url or settings.web.public_url
@@ -94,7 +96,7 @@ def refuse(request: Request, refused: WebhookRefused) -> Response:
     return PlainTextResponse(text, status_code=refused.status)
 
 
-def store_inbound(ctx, record) -> int | None:
+def store_inbound(ctx: Context, record) -> int | None:
     """The new message's id, or None when this MessageSid is already stored (a Twilio retry)."""
     try:
         with ctx.db.transaction() as session:
@@ -147,7 +149,7 @@ async def inbound_message(request: Request) -> Response:
     return Response(EMPTY_TWIML, media_type="text/xml")
 
 
-def apply_status(ctx, update: DeliveryStatus) -> str:
+def apply_status(ctx: Context, update: DeliveryStatus) -> str:
     """Record a delivery status on the outbox row(s) Twilio accepted as ``update.sid``."""
     with ctx.db.transaction() as session:
         rows = session.exec(select(Outbox).where(Outbox.provider_id == update.sid)).all()
