@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 from datetime import datetime, timedelta, timezone
-from types import SimpleNamespace
 
 import pytest
 from fakes.twilio_api import FakeTwilio, count_segments
@@ -39,7 +38,7 @@ from responder.core.models import (
     Route,
     Thread,
 )
-from responder.core.settings import load_settings
+from responder.core.settings import Settings, load_settings
 from responder.core.text import sms_segments
 from responder.intake.store import store_inbound_text
 from responder.ops.context import Context
@@ -147,10 +146,21 @@ def drafted(session, message: Message, text: str, *, route: str = Route.AUTO, ki
 
 # --- the fake and the client -----------------------------------------------------------------------
 
-def test_the_fake_refuses_wrong_credentials_through_the_real_client(fake):
+def twilio_settings(tmp_path, monkeypatch, *, token: str, account_sid: str, api_base_url: str,
+                    sms_from: str = "", whatsapp_from: str = "") -> Settings:
+    """Real settings, as a shop owner writes them, with the auth token in its variable."""
+    monkeypatch.setenv(TOKEN_ENV, token)
+    extra = (f'[twilio]\naccount_sid = "{account_sid}"\nauth_token_env = "{TOKEN_ENV}"\n'
+             f'api_base_url = "{api_base_url}"\nsms_from = "{sms_from}"\nwhatsapp_from = "{whatsapp_from}"\n')
+    folder = tmp_path / f"settings-{len(list(tmp_path.glob('settings-*')))}"
+    folder.mkdir()
+    return load_settings(write_settings(folder, database_url=f"sqlite:///{folder / 'unused.sqlite3'}", extra=extra))
+
+
+def test_the_fake_refuses_wrong_credentials_through_the_real_client(fake, tmp_path, monkeypatch):
     def settings(token):
-        return SimpleNamespace(twilio=SimpleNamespace(enabled=True, account_sid=fake.account_sid,
-                                                      auth_token=lambda: token, api_base_url=fake.base_url))
+        return twilio_settings(tmp_path, monkeypatch, token=token, account_sid=fake.account_sid,
+                               api_base_url=fake.base_url)
     with pytest.raises(TwilioRestException) as refused:
         make_client(settings("not-the-token")).messages.create(to=JAMIE, from_=SHOP_SMS, body="Hello")
     assert refused.value.status == 401 and refused.value.code == 20003
@@ -162,9 +172,9 @@ def test_the_fake_refuses_wrong_credentials_through_the_real_client(fake):
     assert classify(refused.value).__class__ is TransientError  # a wrong token waits to be fixed
 
 
-def test_lists_inbound_messages_page_by_page_through_the_client(fake):
-    client = make_client(SimpleNamespace(twilio=SimpleNamespace(
-        enabled=True, account_sid=fake.account_sid, auth_token=lambda: fake.auth_token, api_base_url=fake.base_url)))
+def test_lists_inbound_messages_page_by_page_through_the_client(fake, tmp_path, monkeypatch):
+    client = make_client(twilio_settings(tmp_path, monkeypatch, token=fake.auth_token, account_sid=fake.account_sid,
+                                         api_base_url=fake.base_url))
     for n in range(5):
         fake.add_inbound(f"whatsapp:{JAMIE}", f"whatsapp:{SHOP_WA}", f"message {n}",
                          date_sent=NOW + timedelta(minutes=n), media_urls=["https://x.test/p.jpg"] if n == 2 else ())
@@ -176,14 +186,12 @@ def test_lists_inbound_messages_page_by_page_through_the_client(fake):
     assert media.content_type == "image/jpeg" and media.uri.endswith(".json")
 
 
-def test_unreachable_twilio_is_transient(fake):
+def test_unreachable_twilio_is_transient(fake, tmp_path, monkeypatch):
     closed = FakeTwilio()  # never started: its port is closed
     port_url = closed.base_url
     closed.server.server_close()
-    settings = SimpleNamespace(
-        twilio=SimpleNamespace(enabled=True, account_sid=fake.account_sid, auth_token=lambda: fake.auth_token,
-                               api_base_url=port_url, sms_from=SHOP_SMS, whatsapp_from="", public_url=""),
-        web=SimpleNamespace(public_url=""))
+    settings = twilio_settings(tmp_path, monkeypatch, token=fake.auth_token, account_sid=fake.account_sid,
+                               api_base_url=port_url, sms_from=SHOP_SMS)
     item = Outbound(outbox_id=1, recipient=JAMIE, subject="", body_text="Hi", message_id="<x@y>")
     with pytest.raises(TransientError, match="could not reach Twilio"):
         TwilioSender(settings).deliver_now(item, channel="sms")
