@@ -34,8 +34,9 @@ from responder.decide import limits as cost_limits
 from responder.decide import linking, optout
 from responder.decide.guard import check_claims
 from responder.decide.routing import Decision, RouteFacts, decide
-from responder.draft.base import DraftRequest, DraftResult, Turn
+from responder.draft.base import Drafter, DraftRequest, DraftResult, Turn
 from responder.draft.tone import apply_tone, rules_for
+from responder.knowledge.retrieve import Knowledge
 from responder.owner import links, owner_mail, owner_replies
 from responder.send import outbox, reply
 from responder.understand import customers
@@ -85,7 +86,8 @@ class Work:
         return self.message.channel
 
 
-def process_message(*, session: Session, message: Message, settings: Settings, drafter, retriever) -> Draft | None:
+def process_message(*, session: Session, message: Message, settings: Settings, drafter: Drafter,
+                    retriever: Knowledge | None) -> Draft | None:
     """The routed draft, or None when the message is held until its burst is over."""
     work = Work(message=message)
     normalize(work, settings)
@@ -122,7 +124,7 @@ def process_message(*, session: Session, message: Message, settings: Settings, d
         retrieve(work, retriever, session)
         if budget := cost_limits.budget_note(session, settings):  # today's model spend is used up
             work.limits.append(budget)
-            drafter = getattr(drafter, "offline", drafter)
+            drafter = drafter.offline
         draft_reply(work, session, drafter, retriever)
         check(work, retriever, settings)
     route(work, session, settings)
@@ -187,8 +189,8 @@ def retrieve(work: Work, retriever, session: Session | None = None) -> None:
     work.knowledge_empty = not retriever.index.entries
 
 
-def draft_reply(work: Work, session: Session, drafter, retriever=None) -> None:
-    if getattr(drafter, "wants_examples", False) and retriever is not None:  # tone, never facts
+def draft_reply(work: Work, session: Session, drafter: Drafter, retriever: Knowledge | None = None) -> None:
+    if drafter.wants_examples and retriever is not None:  # tone, never facts
         work.hits += retriever.search(question_of(work)[:MAX_DRAFT_INPUT], k=3, kinds=("example",))
     history = thread_history(session=session, thread_id=work.thread.id, before_id=work.message.id)
     request = DraftRequest(text=work.text[:MAX_DRAFT_INPUT] or work.subject, subject=work.subject,

@@ -135,3 +135,22 @@ def held(session, route: str, text: str, *, reasons=("no knowledge above 0.55 si
     session.add(row)
     session.flush()
     return row
+
+
+class FlakyDrafter:
+    """A drafter double (``responder.draft.base.Drafter``): answers like ``inner``, but crashes on
+    the word EXPLODE until ``fixed`` (a bug the owner then gets fixed)."""
+    name = "flaky"
+    wants_examples = False
+
+    def __init__(self, inner):
+        self.inner, self.fixed = inner, False
+
+    @property
+    def offline(self):
+        return self.inner.offline
+
+    def draft(self, request):
+        if "EXPLODE" in request.text and not self.fixed:
+            raise RuntimeError("the drafting backend crashed")
+        return self.inner.draft(request)

@@ -13,6 +13,7 @@ from helpers import (
     BOUNCE,
     LIST_MAIL,
     PASSWORD_ENV,
+    FlakyDrafter,
     customer_mail,
     make_context,
     rows,
@@ -227,19 +228,6 @@ def test_smtp_temporary_failure_is_retried_and_permanent_is_failed(loop):
     assert failed.status == "failed" and "550" in failed.last_error
 
 
-class _FlakyDrafter:
-    """An honest drafter double: answers like the offline one, but raises on a marker word."""
-    name = "flaky"
-
-    def __init__(self, inner):
-        self.inner = inner
-
-    def draft(self, request):
-        if "EXPLODE" in request.text:
-            raise RuntimeError("the drafting backend crashed")
-        return self.inner.draft(request)
-
-
 def test_failing_message_is_quarantined_and_the_rest_flow(tmp_path, monkeypatch, dovecot, smtp_capture,
                                                           database_url):
     from responder.core.clock import clock
@@ -248,7 +236,7 @@ def test_failing_message_is_quarantined_and_the_rest_flow(tmp_path, monkeypatch,
 
     monkeypatch.setenv(PASSWORD_ENV, dovecot.password)
     path = write_settings(tmp_path, database_url=database_url, dovecot=dovecot, smtp=smtp_capture)
-    ctx = make_context(path, drafter=_FlakyDrafter(make_drafter(load_settings(path))))
+    ctx = make_context(path, drafter=FlakyDrafter(make_drafter(load_settings(path))))
     poll_mailbox(ctx)
     dovecot.append(customer_mail("EXPLODE how much is shipping?", sender="bad@customer.test"))
     dovecot.append(customer_mail("How much is shipping?", sender="good@customer.test"))

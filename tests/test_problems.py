@@ -8,6 +8,7 @@ import argparse
 import pytest
 from helpers import (
     PASSWORD_ENV,
+    FlakyDrafter,
     customer_mail,
     make_context,
     run_until_idle,
@@ -23,18 +24,6 @@ from responder.decide import limits
 from responder.draft import make_drafter
 from responder.ops.jobs import poll_mailbox
 from responder.owner import digest, problems
-
-
-class _FlakyDrafter:
-    """Crashes on one customer's words until ``fixed`` (a bug the owner then gets fixed)."""
-
-    def __init__(self, inner):
-        self.inner, self.fixed = inner, False
-
-    def draft(self, request):
-        if "EXPLODE" in request.text and not self.fixed:
-            raise RuntimeError("the drafting backend crashed")
-        return self.inner.draft(request)
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +46,7 @@ def test_failed_send_and_quarantined_message_stay_in_the_digest_until_dealt_with
     path = write_settings(tmp_path, database_url=database_url, dovecot=dovecot, smtp=smtp_capture,
                           extra='[digest]\nto = "owner@example.test"\n')
     settings = load_settings(path)
-    drafter = _FlakyDrafter(make_drafter(settings))
+    drafter = FlakyDrafter(make_drafter(settings))
     ctx = make_context(path, drafter=drafter)
     poll_mailbox(ctx)
     dovecot.append(customer_mail("EXPLODE how much is shipping?", sender="bad@customer.test"))

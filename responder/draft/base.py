@@ -32,6 +32,15 @@ class DraftResult:
 
 
 class Drafter(Protocol):
+    """A drafting backend (``responder.draft.BACKENDS``): the offline one, the OpenAI-compatible one,
+    or a test's double; the pipeline asks nothing else of it."""
     name: str
+    wants_examples: bool  # True: the pipeline adds a few tone examples to the hits
+
+    @property
+    def offline(self) -> "Drafter":
+        """The drafter that answers without a model, used when today's budget is spent (itself
+        for the offline drafter)."""
+        ...
 
     def draft(self, request: DraftRequest) -> DraftResult: ...

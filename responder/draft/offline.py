@@ -89,6 +89,11 @@ def relevant_sentences(body: str, question: str, limit: int = 3) -> str:
 
 class OfflineDrafter:
     name = "offline"
+    wants_examples = False  # it answers from the facts alone
+
+    @property
+    def offline(self) -> "OfflineDrafter":
+        return self
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings

@@ -15,6 +15,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from rapidfuzz import fuzz, process
@@ -70,7 +71,28 @@ def folder_fingerprint(folder: Path) -> tuple:
         return ()
 
 
+class Knowledge(Protocol):
+    """What the pipeline, the guard and the daemon ask of the shop's knowledge (``Retriever`` is
+    the one implementation; a test double or another store implements the same)."""
+
+    @property
+    def version(self) -> str: ...
+
+    def search(self, question: str, k: int = 5, mode: str = "hybrid", kinds: tuple[str, ...] = FACT_KINDS,
+               context_product: str | None = None) -> list[Hit]: ...
+
+    def product_in(self, text: str) -> str | None: ...
+
+    def facts(self) -> "KnowledgeFacts": ...
+
+    def prepare(self, questions: list[str]) -> None: ...
+
+    def refresh(self, force: bool = False) -> SyncReport | None: ...
+
+
 class Retriever:
+    """The knowledge index searched the hybrid way (vectors and words, product names first)."""
+
     def __init__(self, index: KnowledgeIndex):
         self.index = index
         self.fingerprint: tuple | None = None

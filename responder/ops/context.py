@@ -13,15 +13,17 @@ from pathlib import Path
 from responder.core.db import Database, ensure_writable
 from responder.core.locks import job_lock
 from responder.core.settings import Settings
+from responder.draft.base import Drafter
+from responder.knowledge.retrieve import Knowledge
 from responder.understand.signals import warm_up as warm_signals
 
 
 @dataclass
 class Context:
-    settings: object
+    settings: Settings
     db: Database
-    drafter: object
-    retriever: object
+    drafter: Drafter | None      # None: a context that drafts nothing (the owner's commands, tests)
+    retriever: Knowledge | None
     stopping: threading.Event = field(default_factory=threading.Event)
 
 
