@@ -39,7 +39,9 @@ def write_settings(folder: Path, *, database_url: str, dovecot=None, smtp=None, 
         "[knowledge]", f'dir = "{knowledge_dir or ROOT / "knowledge"}"', "refresh_s = 1",
         "[database]", f'url = "{database_url}"', f'data_dir = "{folder / "data"}"',
         "[web]", 'host = "127.0.0.1"', f"port = {web_port}",
-        "[email]", f'password_env = "{PASSWORD_ENV}"', 'from_address = "shop@example.test"',
+        # What the README tells an owner to write, nothing more: no [email] from_address (replies
+        # go out from [store] support_email), so a test sees what an owner's daemon does.
+        "[email]", f'password_env = "{PASSWORD_ENV}"',
     ]
     if "poll_interval_s" not in email_extra:
         lines.append("poll_interval_s = 1")

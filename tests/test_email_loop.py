@@ -47,6 +47,11 @@ def test_question_gets_threaded_auto_reply(loop):
     [captured] = smtp.messages
     reply = email.message_from_bytes(captured.data, policy=email.policy.default)
     assert captured.rcpt_tos == ("jamie@customer.test",)
+    # The README's settings have no [email] from_address: the reply comes from support_email.
+    assert "from_address" not in ctx.settings.email.model_fields_set
+    assert captured.mail_from == "shop@example.test"
+    assert reply["From"].addresses[0].addr_spec == "shop@example.test"
+    assert reply["From"].addresses[0].display_name == "Wick & Willow Candle Co."
     assert reply["Subject"] == "Re: Question about shipping"
     assert reply["In-Reply-To"] == "<q1@customer.test>"
     assert reply["References"].split() == ["<earlier@customer.test>", "<q1@customer.test>"]

@@ -15,8 +15,9 @@ from __future__ import annotations
 import base64
 import re
 import uuid
-from email.headerregistry import Address
+from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
+from email.policy import default as default_policy
 from email.utils import format_datetime, formataddr
 
 from channels.base import Outbound
@@ -25,6 +26,30 @@ from responder.core.templating import render
 
 REPLY_PREFIX = re.compile(r"^\s*re\s*:", re.I)
 MAX_REFERENCES = 20  # keep the header sane on very long threads (first + most recent)
+
+
+class MessageIdList(UnstructuredHeader):
+    """In-Reply-To and References are msg-id lists (RFC 5322 §3.6.4): folded between ids, never
+    RFC 2047-encoded. Python's default folding encodes an id longer than a line (Outlook's run to
+    ~83 characters) as ``=?utf-8?q?=3C…?=``, which no client matches: the reply loses its thread."""
+
+    max_count = 1
+
+    def fold(self, *, policy) -> str:
+        head, lines = f"{self.name}:", []
+        line = head
+        for token in str(self).split():
+            if line != head and len(line) + 1 + len(token) > policy.max_line_length:
+                lines.append(line)
+                line = ""
+            line += " " + token
+        return policy.linesep.join([*lines, line]) + policy.linesep
+
+
+_HEADERS = HeaderRegistry()
+_HEADERS.map_to_type("in-reply-to", MessageIdList)
+_HEADERS.map_to_type("references", MessageIdList)
+POLICY = default_policy.clone(header_factory=_HEADERS)
 
 
 def new_message_id(from_address: str) -> str:
@@ -75,15 +100,40 @@ def references_for(in_reply_to: str | None, references: list[str]) -> list[str]:
     return chain
 
 
+# One word of a person's name: a letter, then letters, apostrophes or hyphens, maybe a closing dot
+# ("O'Brien", "Mary-Jane", "Zoë", "张伟", "J."). A URL, a domain, a number, an address or "$5" is not one.
+_NAME_WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|['’\-])*\.?")
+_GREETING = re.compile(r"^\s*(?:hi|hello|hey|dear|good (?:morning|afternoon|evening))\b", re.I)
+
+
+def greeting_name(display_name: str) -> str:
+    """The first name to greet, or "" when the display name does not look like a person's name.
+
+    Anyone can put anything in From's display name, and the greeting is the one part of a reply
+    no drafter or guard wrote: "http://evil.example/refund-form" must never become "Hi http://…,".
+    "Whitfield, Helen" (Outlook's last-name-first) greets Helen."""
+    name = " ".join(clean_header(display_name).split())
+    if name.count(",") == 1:
+        last, first = (part.strip() for part in name.split(","))
+        name = first or last
+    words = name.split(" ") if name else []
+    if not words or len(words) > 4 or len(name) > 60 or not all(_NAME_WORD.fullmatch(w) for w in words):
+        return ""
+    given = [w for w in words if not w.endswith(".")]  # "Dr. Jane Smith": not "Hi Dr.,"
+    return given[0] if given else ""
+
+
 def render_body(*, body: str, customer_name: str, store) -> str:
-    """The whole plain-text reply: greeting, the draft, the owner's sign-off."""
-    first_name = clean_header(customer_name).split(" ")[0] if customer_name else ""
-    return render("email/reply.txt.j2", body=body.strip(), customer_name=first_name,
+    """The whole plain-text reply: greeting, the draft, the owner's sign-off. A body that opens
+    with its own greeting (the owner wrote "Hi Priya," when approving) gets no second one."""
+    body = body.strip()
+    greet = not _GREETING.match(body)
+    return render("email/reply.txt.j2", body=body, greet=greet, customer_name=greeting_name(customer_name),
                   signoff="Best,", owner_name=store.owner_name, store_name=store.name).strip() + "\n"
 
 
 def compose(outbound: Outbound, *, from_address: str, from_name: str) -> EmailMessage:
-    msg = EmailMessage()
+    msg = EmailMessage(policy=POLICY)
     msg["From"] = formataddr((clean_header(from_name), clean_header(from_address)))
     msg["To"] = Address(addr_spec=one_address(outbound.recipient))
     msg["Subject"] = clean_header(outbound.subject)

@@ -18,7 +18,12 @@ import aiosmtplib
 
 from channels.base import Channel, Outbound, Receipt
 from channels.email.compose import compose
-from responder.core.errors import PermanentError, TransientError, UnknownOutcome
+from responder.core.errors import (
+    ConfigError,
+    PermanentError,
+    TransientError,
+    UnknownOutcome,
+)
 
 NETWORK_ERRORS = (aiosmtplib.SMTPException, OSError, ssl.SSLError, TimeoutError)
 
@@ -68,10 +73,12 @@ class SmtpSender(Channel):
     """The email channel: ``async with SmtpSender(cfg) as s: await s.send(outbound)`` — one
     connection, many mails (``Channel.send`` checks, ``deliver`` hands the mail to SMTP)."""
 
-    def __init__(self, email_settings, *, from_name: str, timeout: float = 30):
+    def __init__(self, email_settings, *, from_address: str, from_name: str, timeout: float = 30):
         self.cfg = email_settings
         self.from_name = from_name
-        self.from_address = email_settings.from_address
+        if "@" not in (from_address or ""):
+            raise ConfigError("no address to send from: set [store] support_email (or [email] from_address)")
+        self.from_address = from_address  # Settings.reply_address: [email] from_address, else [store] support_email
         context = ssl.create_default_context()
         if not email_settings.tls_verify:
             context.check_hostname, context.verify_mode = False, ssl.CERT_NONE

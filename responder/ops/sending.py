@@ -59,8 +59,12 @@ WHAT = {"email": "replies", "texts": "texts"}  # in the log: "cannot send replie
 async def send_outbox(ctx: Context, carrier: str = "email", limit: int = 200) -> int:
     """Send the due rows of one carrier (``responder.send.registry``) over one opened channel;
     returns how many rows were tried (sent, refused or failed)."""
-    channel = CARRIERS[carrier].open(ctx.settings)
     names = CARRIERS[carrier].channels
+    try:
+        channel = CARRIERS[carrier].open(ctx.settings)
+    except ConfigError as exc:  # the owner must fix the settings; the rows wait meanwhile
+        log.error("cannot send %s: %s", WHAT[carrier], exc)
+        return 0
     if channel is None or not await asyncio.to_thread(lambda: any(has_outbound(ctx, n) for n in names)):
         return 0
     backoff = server_backoff(channel.key)

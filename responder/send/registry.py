@@ -23,7 +23,8 @@ class Carrier:
 
 
 CARRIERS: dict[str, Carrier] = {
-    "email": Carrier(("email",), lambda s: SmtpSender(s.email, from_name=s.store.name) if s.email.smtp_enabled else None),
+    "email": Carrier(("email",), lambda s: SmtpSender(s.email, from_address=s.reply_address, from_name=s.store.name)
+                     if s.email.smtp_enabled else None),
     "texts": Carrier(("sms", "whatsapp"), lambda s: TwilioSender(s) if s.twilio.enabled else None),
 }
 TEXTS = CARRIERS["texts"].channels
