@@ -78,6 +78,7 @@ class Work:
     draft: DraftResult | None = None
     decision: Decision | None = None
     notes: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)  # checks that raised: routing holds the draft
     limits: list[str] = field(default_factory=list)  # budget, hourly cap, loop breaker (responder.decide.limits)
     auto_paused: bool = False
 
@@ -235,6 +236,7 @@ def route(work: Work, session: Session, settings: Settings) -> None:
         work.limits += pauses
         work.auto_paused = bool(pauses)  # no holding note either
     facts.limits = work.limits
+    facts.unchecked = work.unchecked
     facts.unread = [n for n in work.notes if n.startswith(PARTIAL_READ)]
     if work.thread is not None:
         facts.thread_auto_today = outbox.automatic_sent_since(session=session, since=since, thread_id=work.thread.id)

@@ -143,3 +143,33 @@ def test_rules_are_an_ordered_table_of_named_checks():
 def test_own_addresses_and_domain_are_optional():
     parsed = parse_email(message())
     assert automated_reason(parsed, own_addresses=set(), own_message_id_domain=None) is None
+
+
+def test_a_rule_that_raises_is_reported_never_read_as_human(monkeypatch, tmp_path):
+    """The rule table keeps going past a broken rule, and normalize passes the failure on for
+    routing to hold the reply (tests/test_routing.py), instead of treating the mail as human."""
+    from types import SimpleNamespace
+
+    from helpers import write_settings
+
+    from channels.email import autoreply
+    from responder.core.settings import load_settings
+    from responder.understand.normalize import normalize_email
+
+    def broken(parsed, own, domain):
+        raise KeyError("header")
+    monkeypatch.setattr(autoreply, "RULES", [("broken", broken)] + list(autoreply.RULES))
+    raw = (b"From: Jamie <jamie@customer.test>\r\nTo: shop@example.test\r\nSubject: Hi\r\n"
+           b"Message-ID: <h1@customer.test>\r\n\r\nDo you ship to Canada?\r\n")
+    reason, failed = autoreply.automated_verdict(parse_email(raw), own_addresses={"shop@example.test"},
+                                                 own_message_id_domain="example.test")
+    assert reason is None and failed == ["the automated-mail check 'broken' failed (KeyError): this may be a "
+                                         "robot's mail, so it is not answered automatically"]
+    # Another rule still recognises a robot after the broken one.
+    bounce = raw.replace(b"From: Jamie <jamie@customer.test>", b"From: MAILER-DAEMON@mx.customer.test")
+    assert autoreply.automated_verdict(parse_email(bounce), own_addresses=set(), own_message_id_domain=None)[0]
+    from responder.pipeline import Work
+    work = Work(message=SimpleNamespace(raw=raw, channel="email"))
+    settings = load_settings(write_settings(tmp_path, database_url=f"sqlite:///{tmp_path / 'unused.sqlite3'}"))
+    normalize_email(work, settings)
+    assert work.automated is None and work.unchecked == failed

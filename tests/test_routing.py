@@ -49,3 +49,24 @@ def test_a_mail_read_only_in_part_and_a_spent_limit_wait_for_the_owner():
     assert partial.reasons == ["the message could only be read in part: MIME tree too deep or too large; rest ignored"]
     spent = decide(facts(limits=["60 automatic replies in the last hour (cap 60)"]))
     assert (spent.route, spent.reasons) == (Route.REVIEW, ["60 automatic replies in the last hour (cap 60)"])
+
+
+def test_a_check_that_raised_holds_the_draft_fail_closed(monkeypatch):
+    """Signals that could not be computed, or an automated-mail rule that raised, decide nothing:
+    the draft waits for the owner with the reason (it used to read as "not frustrated, nothing
+    sensitive, no injection, a human wrote it" and auto-send)."""
+    from responder.understand import signals as signals_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("detector crashed")
+    monkeypatch.setattr(signals_module, "score_frustration", broken)
+    failed = signals_module.compute_signals("I'll see you in small claims court.")
+    assert failed.failed and "were not checked" in failed.failed and failed.failed in failed.reasons()
+    decision = decide(facts("I'll see you in small claims court.", confidence=0.95, signals=failed))
+    assert decision.route == Route.REVIEW and decision.reasons[0] == failed.failed
+
+    held = decide(facts(confidence=0.95, unchecked=["the automated-mail check 'bounce' failed (KeyError)"]))
+    assert held.route == Route.REVIEW and held.reasons[0].startswith("the automated-mail check 'bounce' failed")
+    # A robot's mail another rule recognised is still ignored.
+    robot = decide(facts(automated="Auto-Submitted: auto-replied", unchecked=["the automated-mail check x failed"]))
+    assert robot.route == Route.IGNORE

@@ -299,7 +299,7 @@ def test_huge_paste_is_fast_and_flagged():
 
 def test_control_characters_and_odd_inputs():
     s = sig("Where\x00 is\x07 my\x1b order\u202e\u200b???\ud800", subject="\x00", earlier=["\x00", None, 5])
-    assert isinstance(s, Signals) and not s.empty
+    assert isinstance(s, Signals) and not s.empty and s.failed is None  # read, not survived
     assert sig(None).empty and sig(b"bytes?").language == "und"
     assert sig("ok", earlier="not a list", settings=42).acknowledgement
     assert sig("Where is my order?", earlier=7).language == "en"

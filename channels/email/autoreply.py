@@ -162,12 +162,23 @@ RULES: list[tuple[str, Check]] = [
 def automated_reason(parsed: ParsedEmail, *, own_addresses: set[str],
                      own_message_id_domain: str | None) -> str | None:
     """The first matching rule's reason, or None when the message looks human."""
+    return automated_verdict(parsed, own_addresses=own_addresses, own_message_id_domain=own_message_id_domain)[0]
+
+
+def automated_verdict(parsed: ParsedEmail, *, own_addresses: set[str],
+                      own_message_id_domain: str | None) -> tuple[str | None, list[str]]:
+    """(the first matching rule's reason or None, the rules that raised). A rule that raises
+    decides nothing: the next rule still runs, and when none matched the caller holds the reply
+    for the owner (it may be a robot's mail that rule would have caught), never answers it."""
     own = frozenset(a.strip().lower() for a in own_addresses or ())
-    for _name, rule in RULES:
+    failed = []
+    for name, rule in RULES:
         try:
             reason = rule(parsed, own, own_message_id_domain)
-        except Exception:  # a broken rule must not drop mail; the next rule still runs
-            reason = None
+        except Exception as exc:
+            failed.append(f"the automated-mail check {name!r} failed ({type(exc).__name__}): "
+                          "this may be a robot's mail, so it is not answered automatically")
+            continue
         if reason:
-            return reason
-    return None
+            return reason, failed
+    return None, failed

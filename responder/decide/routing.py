@@ -13,8 +13,9 @@ from typing import Callable
 
 from responder.core.models import Route
 from responder.draft.base import DraftResult
-from responder.understand.signals import (
-    HUMAN_REQUEST,  # one definition of "asking for a person"
+from responder.understand.signals import (  # one definition of "asking for a person"
+    HUMAN_REQUEST,
+    Signals,
 )
 
 
@@ -24,7 +25,7 @@ class RouteFacts:
     text: str
     automated: str | None = None            # reason from the RFC 3834 checks
     draft: DraftResult | None = None
-    signals: object | None = None           # responder.understand.signals.Signals, when computed
+    signals: Signals | None = None          # when computed
     thread_auto_today: int = 0
     sender_auto_today: int = 0
     thread_cap: int = 4
@@ -37,6 +38,7 @@ class RouteFacts:
     media: int = 0                # photos/files on a text (MMS, WhatsApp): the drafter can't see them
     limits: list[str] = field(default_factory=list)  # LLM budget spent, hourly cap, loop breaker
     unread: list[str] = field(default_factory=list)  # parts of the mail the parser had to skip
+    unchecked: list[str] = field(default_factory=list)  # checks that raised: the draft waits (fail closed)
 
 
 @dataclass
@@ -50,6 +52,12 @@ Rule = Callable[[RouteFacts], "str | None"]
 
 def is_automated(f: RouteFacts) -> str | None:
     return f"automated mail: {f.automated}" if f.automated else None
+
+
+def could_not_check(f: RouteFacts) -> str | None:
+    """A check that raised decided nothing: hold the draft rather than trust the silence."""
+    failed = [*f.unchecked, *([f.signals.failed] if f.signals is not None and f.signals.failed else [])]
+    return "; ".join(failed) if failed else None
 
 
 def is_empty(f: RouteFacts) -> str | None:
@@ -160,6 +168,7 @@ def has_media(f: RouteFacts) -> str | None:
 
 RULES: list[tuple[Rule, str]] = [
     (is_automated, Route.IGNORE),
+    (could_not_check, Route.REVIEW),
     (wants_human, Route.HANDOFF),
     (is_frustrated, Route.HANDOFF),
     (is_sensitive, Route.HANDOFF),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from channels.email.autoreply import automated_reason, reply_address
+from channels.email.autoreply import automated_verdict, reply_address
 from channels.email.parse import parse_email
 from responder.core.settings import Settings
 from responder.core.text import clean, normalize_phone
@@ -22,7 +22,9 @@ def normalize_email(work, settings: Settings) -> None:
         address = ""
     domain = settings.reply_address.rpartition("@")[2].lower() or None
     # The RFC 3834 rules read the message as it came (From, not the contact form's Reply-To).
-    work.automated = automated_reason(parsed, own_addresses=settings.own_addresses, own_message_id_domain=domain)
+    work.automated, failed = automated_verdict(parsed, own_addresses=settings.own_addresses,
+                                               own_message_id_domain=domain)
+    work.unchecked.extend(failed)
     parsed = dataclasses.replace(parsed, message_id=clean(parsed.message_id, 900) or None,
                                  in_reply_to=clean(parsed.in_reply_to, 900) or None,
                                  references=[clean(r, 900) for r in parsed.references[-50:]])

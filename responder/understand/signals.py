@@ -133,10 +133,11 @@ class Signals:
     paste_start: int | None = None         # index in the given text where a pasted email begins
     sensitive: list[str] = field(default_factory=list)   # e.g. "safety: 'caught fire'"
     injection: str | None = None           # e.g. "prompt injection: 'ignore previous instructions'"
+    failed: str | None = None              # the detectors raised: nothing above was checked (fail closed)
 
     def reasons(self) -> list[str]:
         """Every signal that is set, in plain words, for the owner."""
-        out = [*self.sensitive, *filter(None, (self.wants_human, self.injection))]
+        out = [*filter(None, (self.failed,)), *self.sensitive, *filter(None, (self.wants_human, self.injection))]
         if self.is_frustrated:
             out.append(f"frustrated ({self.frustration:.2f}): " + "; ".join(self.frustration_reasons))
         if not self.language_supported:
@@ -251,7 +252,8 @@ def paste_start(text: str) -> int | None:
 
 
 def compute_signals(text, *, subject="", channel="email", earlier=(), settings: Settings | Mapping | None = None) -> Signals:
-    """Signals for one new customer message; never raises (a failure logs and gives defaults).
+    """Signals for one new customer message; never raises. A failure logs and says so in
+    ``failed``: routing then holds the draft (nothing was checked, so nothing is known).
 
     ``text`` is the new text with quoted history stripped; ``subject`` counts for email only;
     ``earlier`` holds the thread's earlier customer messages, oldest first, without this one;
@@ -259,9 +261,11 @@ def compute_signals(text, *, subject="", channel="email", earlier=(), settings: 
     """
     try:
         return _compute(text, subject=subject, channel=channel, earlier=earlier, settings=settings)
-    except Exception:  # pragma: no cover - defensive: signals must never stop the pipeline
-        log.exception("signals failed; storing defaults")
-        return Signals(empty=not str(text or "").strip())
+    except Exception as exc:  # signals must never stop the pipeline, nor let a reply out unchecked
+        log.exception("signals failed; the draft is held")
+        return Signals(empty=not str(text or "").strip(),
+                       failed=f"the signal checks failed ({type(exc).__name__}): frustration, sensitive topics, "
+                              "a request for a person and prompt injection were not checked")
 
 
 def _compute(text, *, subject, channel, earlier, settings: Settings | Mapping | None) -> Signals:
