@@ -173,3 +173,27 @@ def test_a_rule_that_raises_is_reported_never_read_as_human(monkeypatch, tmp_pat
     settings = load_settings(write_settings(tmp_path, database_url=f"sqlite:///{tmp_path / 'unused.sqlite3'}"))
     normalize_email(work, settings)
     assert work.automated is None and work.unchecked == failed
+
+
+def _mail(headers: str, body: str = "Hello") -> bytes:
+    return (headers.strip().replace("\n", "\r\n") + "\r\n\r\n" + body + "\r\n").encode()
+
+
+def _why(raw: bytes):
+    return automated_reason(parse_email(raw), own_addresses={"shop@example.test"}, own_message_id_domain="example.test")
+
+
+def test_spam_verdicts_complaint_reports_and_system_bounces_get_no_reply():
+    base = "From: Jamie <jamie@customer.test>\nTo: shop@example.test\nSubject: Do you ship to Canada?\n"
+    assert _why(_mail(base + "X-Spam-Flag: YES")) == "flagged as spam by the mail server (X-Spam-Flag: yes)"
+    assert _why(_mail(base + "X-Spam-Status: Yes, score=9.1 required=5.0")).startswith("flagged as spam")
+    assert _why(_mail(base + "X-DSPAM-Result: Spam")).startswith("flagged as spam")
+    # The filter's "no" is a human's mail like any other.
+    assert _why(_mail(base + "X-Spam-Flag: NO\nX-Spam-Status: No, score=0.3 required=5.0")) is None
+    complaint = "From: staff@hotmail.com\nTo: shop@example.test\nSubject: complaint about message from 192.0.2.222\n"
+    assert _why(_mail(complaint)) == "a spam complaint report (feedback loop)"
+    gateway = ('From: <"System Administrator"@example.com>\nTo: shop@example.test\nSubject: Delivery Failure\n')
+    assert _why(_mail(gateway)) == "bounce from a mail system"
+    # A customer may write that subject; from a person it is answered as usual.
+    assert _why(_mail("From: Jamie <jamie@customer.test>\nTo: shop@example.test\nSubject: Delivery failure\n",
+                      "My parcel never came.")) is None

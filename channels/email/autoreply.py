@@ -144,6 +144,42 @@ _BOUNCE_SUBJECT = re.compile(
     r"|mail delivery (?:failed|warning)|returned mail:|failure notice$|unzustellbar:|non remis\s*:)", re.I)
 
 
+# What a bounce from a gateway or groupware says when it carries none of the standard marks: its
+# subject alone could be a customer's ("Delivery failure"), so it counts only from a system sender.
+_SYSTEM_BOUNCE_SUBJECT = re.compile(
+    r"^\s*(?:delivery failure(?: notification)?|returned mail - error during delivery|"
+    r"undeliverable message|mail system error - returned mail)\s*$", re.I)
+_SYSTEM_SENDER = re.compile(r"(?:system[ ._-]?administrator|antivirus|anti-virus|smtp[ ._-]?mail[ ._-]?service|"
+                            r"mail[ ._-]?(?:delivery[ ._-]?)?(?:service|system|subsystem)|postmaster|mailer)", re.I)
+
+
+def _system_bounce(p, own, domain):
+    sender = f"{p.from_name} {p.from_address or ''} {_h(p, 'from') or ''}"  # as written: '"System Administrator"@'
+
+    if _SYSTEM_BOUNCE_SUBJECT.match(p.subject) and _SYSTEM_SENDER.search(sender):
+        return "bounce from a mail system"
+
+
+# Microsoft's complaint feedback (JMRP, "complaint about message from 192.0.2.1"): an abuse report
+# wrapped in multipart/mixed, not RFC 5965's multipart/report, so _report can't see it.
+_COMPLAINT_SUBJECT = re.compile(r"^\s*complaint about message from \d{1,3}(?:\.\d{1,3}){3}\s*$", re.I)
+
+
+def _complaint_report(p, own, domain):
+    if _h(p, "x-hmxmroriginalrecipient") is not None or _COMPLAINT_SUBJECT.match(p.subject):
+        return "a spam complaint report (feedback loop)"
+
+
+# The receiving server's spam filter (SpamAssassin, Barracuda, DSPAM) said spam: no reply, which
+# would only confirm the address to a spammer; the message is still stored for the owner to see.
+def _spam_flag(p, own, domain):
+    for name, spam in (("x-spam-flag", ("yes",)), ("x-spam-status", ("yes",)),
+                       ("x-barracuda-spam-status", ("yes",)), ("x-dspam-result", ("spam", "blacklisted"))):
+        value = (_h(p, name) or "").lower()
+        if value.split(",")[0].split()[:1] and value.split(",")[0].split()[0] in spam:
+            return f"flagged as spam by the mail server ({name.title()}: {value.split(',')[0].split()[0]})"
+
+
 def _subject(p, own, domain):
     if _VACATION.match(p.subject):
         return "out-of-office subject"
@@ -155,7 +191,8 @@ RULES: list[tuple[str, Check]] = [
     ("auto-submitted", _auto_submitted), ("autoreply-headers", _autoreply_headers),
     ("exchange-suppress", _ms_suppress_all), ("precedence", _precedence), ("report", _report),
     ("empty-return-path", _empty_return_path), ("loop", _loop), ("sender", _sender),
-    ("list-headers", _list_headers), ("subject", _subject),
+    ("list-headers", _list_headers), ("subject", _subject), ("system-bounce", _system_bounce),
+    ("complaint-report", _complaint_report), ("spam-flag", _spam_flag),
 ]
 
 
