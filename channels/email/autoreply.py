@@ -155,7 +155,6 @@ _SYSTEM_SENDER = re.compile(r"(?:system[ ._-]?administrator|antivirus|anti-virus
 
 def _system_bounce(p, own, domain):
     sender = f"{p.from_name} {p.from_address or ''} {_h(p, 'from') or ''}"  # as written: '"System Administrator"@'
-
     if _SYSTEM_BOUNCE_SUBJECT.match(p.subject) and _SYSTEM_SENDER.search(sender):
         return "bounce from a mail system"
 
