@@ -49,10 +49,11 @@ from sqlmodel import SQLModel, select
 from starlette.routing import Mount
 from twilio.request_validator import RequestValidator
 
+from responder.core.clock import clock
 from responder.core.db import Database
 from responder.core.models import Draft, Identity, Lesson, Outbox
 from responder.owner import approvals
-from responder.owner.password import fingerprint, stored_hash
+from responder.owner.password import fingerprint, open_session, stored_hash
 from responder.web.security import SESSION_COOKIE
 
 PUBLIC = {  # (method, path): why it needs no login
@@ -222,8 +223,35 @@ def _session_cookie(ctx, *, key) -> str:
     """A Starlette session cookie saying "logged in", signed with ``key``."""
     with ctx.db.transaction() as session:
         stored = stored_hash(session)
-    data = base64.b64encode(json.dumps({"owner": True, "pw": fingerprint(stored)}).encode())
+        sid = open_session(session, 1)  # a session the server opened, as a login does
+    data = base64.b64encode(json.dumps({"owner": True, "pw": fingerprint(stored), "sid": sid}).encode())
     return TimestampSigner(key).sign(data).decode()
+
+
+def test_a_session_ends_on_the_server_logout_expiry_and_a_new_password(web, tmp_path):
+    """A copy of the session cookie taken before logout (or before the session's hours ran out, or
+    before a new password) opens nothing afterwards, CSRF token and all."""
+    from responder.owner.password import store_password
+
+    set_password(web.ctx)
+    assert login(web.client).status_code == 303
+    copied = web.client.__class__(web.app)
+    copied.cookies.set(SESSION_COOKIE, web.client.cookies.get(SESSION_COOKIE))
+    page = copied.get("/queue", follow_redirects=False)
+    assert page.status_code == 200 and csrf_of(page.text)
+    assert web.client.post("/logout", data={"csrf": csrf_of(web.client.get("/queue").text)}).status_code == 200
+    assert copied.get("/queue", follow_redirects=False).status_code == 303  # back to /login
+    assert web.client.get("/queue", follow_redirects=False).status_code == 303
+
+    assert login(web.client).status_code == 303
+    clock.advance(hours=web.ctx.settings.web.session_hours + 0.1)
+    assert web.client.get("/queue", follow_redirects=False).status_code == 303  # the hours ran out
+    clock.reset()
+
+    assert login(web.client).status_code == 303 and web.client.get("/queue").status_code == 200
+    with web.ctx.db.transaction() as session:
+        store_password(session, PASSWORD)  # the same password, set again: every browser is signed out
+    assert web.client.get("/queue", follow_redirects=False).status_code == 303
 
 
 def test_a_session_cookie_works_only_with_the_session_key(web):

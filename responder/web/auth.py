@@ -1,8 +1,9 @@
 """The owner's login: the password (``python run.py set-password``), sessions and throttling.
 
 Sits in front of every owner page. The password is stored as a scrypt hash in the
-``OwnerSetting`` row ``web_password`` (``scrypt$n$r$p$salt$hash``, base64); a session remembers
-a fingerprint of that hash, so setting a new password signs every browser out. Until a password
+``OwnerSetting`` row ``web_password`` (``scrypt$n$r$p$salt$hash``, base64). A login opens a
+session the server keeps (``owner.password.open_session``): logout, ``session_hours`` and a new
+password end it for good, whatever cookie a browser still holds. Until a password
 is set (a fresh install on localhost) the status page and Try it are open and the other pages
 say how to set one; a server reachable from other machines (a public URL, or listening beyond
 loopback) opens nothing before a password is set, since Try it spends LLM money for whoever calls
@@ -27,8 +28,11 @@ from responder.owner.password import (  # noqa: F401
     MIN_LENGTH,
     PASSWORD_KEY,
     check_password,
+    close_session,
     fingerprint,
     hash_password,
+    open_session,
+    session_is_open,
     store_password,
     stored_hash,
 )
@@ -58,8 +62,9 @@ def access(request: Request) -> tuple[bool, bool]:
     """(a password is set, this session is logged in with it)."""
     with state(request).ctx.db.transaction() as session:
         stored = stored_hash(session)
-    logged_in = bool(stored) and bool(request.session.get("owner")) and \
-        hmac.compare_digest(str(request.session.get("pw", "")), fingerprint(stored))
+        logged_in = bool(stored) and bool(request.session.get("owner")) and \
+            hmac.compare_digest(str(request.session.get("pw", "")), fingerprint(stored)) and \
+            session_is_open(session, request.session.get("sid"))
     return bool(stored), logged_in
 
 
@@ -175,13 +180,18 @@ def login(request: Request, form=Depends(checked_form)):
         st.throttle.fail(client)
         return page(request, "login.html.j2", status=401, next=target, error="Wrong password.")
     st.throttle.clear(client)
+    with st.ctx.db.transaction() as session:
+        close_session(session, request.session.get("sid"))  # a login replaces this browser's old session
+        sid = open_session(session, st.ctx.settings.web.session_hours)
     request.session.clear()
-    request.session.update(owner=True, pw=fingerprint(stored))
+    request.session.update(owner=True, pw=fingerprint(stored), sid=sid)
     new_csrf_token(request)
     return RedirectResponse(target, status_code=303)
 
 
 @router.post("/logout")
 def logout(request: Request, form=Depends(checked_form)):
+    with state(request).ctx.db.transaction() as session:
+        close_session(session, request.session.get("sid"))  # a copy of the cookie opens nothing now
     request.session.clear()
     return clear_page(request, "Logged out", "You are logged out.", link=("/login", "Log in again"))
