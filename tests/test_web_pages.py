@@ -145,7 +145,7 @@ def test_logout(owner):
     assert owner.client.get("/queue", follow_redirects=False).status_code == 303
 
 
-def test_five_wrong_passwords_lock_the_login_for_five_minutes(web):
+def test_wrong_passwords_slow_down_and_the_owner_gets_in_after_seconds(web):
     set_password(web.ctx)
     client = web.client
 
@@ -153,17 +153,56 @@ def test_five_wrong_passwords_lock_the_login_for_five_minutes(web):
         return client.post("/login", data={"csrf": csrf_of(client.get("/login").text), "password": password},
                            follow_redirects=False)
 
-    try:
-        for _ in range(5):
-            assert attempt("wrong password!").status_code == 401
-        locked = attempt(PASSWORD)  # even the right password is refused while locked
-        assert locked.status_code == 429 and "five minutes" in locked.text
-        assert client.get("/queue", follow_redirects=False).status_code == 303
-        clock.advance(minutes=6)
-        assert attempt(PASSWORD).status_code == 303
-        assert client.get("/queue").status_code == 200
-    finally:
-        clock.reset()
+    for _ in range(5):
+        assert attempt("wrong password!").status_code == 401
+    slowed = attempt(PASSWORD)  # even the right password is not read this soon
+    assert slowed.status_code == 429 and slowed.headers["Retry-After"] == "2" and "wait 2 seconds" in slowed.text
+    assert client.get("/queue", follow_redirects=False).status_code == 303
+    clock.advance(seconds=3)  # seconds, not minutes: the owner is slowed, not locked out
+    assert attempt("wrong password!").status_code == 401
+    assert attempt(PASSWORD).headers["Retry-After"] == "4"  # each failure doubles the wait
+    clock.advance(seconds=5)
+    assert attempt(PASSWORD).status_code == 303 and client.get("/queue").status_code == 200
+
+
+@pytest.mark.parametrize("trusted, slowed_at", [([], 6), (["127.0.0.1"], 21)])
+def test_x_forwarded_for_resets_nothing_unless_a_trusted_proxy_sent_it(web_base, database_url, trusted, slowed_at):
+    """The daemon's own uvicorn settings (ops.daemon.server_config) on a real socket: guesses that
+    each claim another X-Forwarded-For address are one client when no proxy is trusted (slowed at
+    the 6th), and still slow down together behind a trusted proxy (at the 21st, across clients)."""
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from responder.ops.daemon import server_config
+    from responder.web import create_app
+
+    web_settings = web_base.settings.web.model_copy(update={"host": "127.0.0.1", "port": 0,
+                                                            "trusted_proxies": trusted})
+    settings = web_base.settings.model_copy(update={"web": web_settings})
+    base = web_base.__class__(settings=settings, db=web_base.db, drafter=web_base.drafter, retriever=web_base.retriever)
+    with make_web(base, database_url) as w:
+        set_password(w.ctx)
+        server = uvicorn.Server(server_config(create_app(w.ctx), settings.web))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            assert thread.is_alive()
+            time.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+                codes = []
+                for n in range(slowed_at):
+                    token = csrf_of(client.get("/login").text)
+                    codes.append(client.post("/login", data={"csrf": token, "password": "wrong password!"},
+                                             headers={"X-Forwarded-For": f"203.0.113.{n + 1}"}).status_code)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+    assert codes == [401] * (slowed_at - 1) + [429]
 
 
 def test_a_post_without_the_right_csrf_token_changes_nothing(owner):

@@ -202,6 +202,9 @@ class WebSettings(Section):
     # made once and kept in <data_dir>/secret.key (set the variable when several daemons share a database).
     secret_env: str = "DESKHAND_SECRET"
     session_hours: float = Field(12.0, gt=0)
+    # Reverse proxies whose X-Forwarded-For is believed (their addresses, e.g. ["127.0.0.1"] for
+    # nginx on the same machine). Empty: no header names the client, so none can reset the login limit.
+    trusted_proxies: list[str] = Field(default_factory=list)
 
     @field_validator("public_url")
     @classmethod

@@ -31,6 +31,7 @@ from channels.email.imap import IMAP_ERRORS, IdleWatcher, ImapMailbox
 from responder.core.db import DatabaseUnavailable
 from responder.core.errors import ConfigError
 from responder.core.locks import job_lock
+from responder.core.settings import WebSettings
 from responder.intake import spool
 from responder.intake.twilio_poll import poll_twilio
 from responder.knowledge.catalog_sync import sync_catalog_job
@@ -125,6 +126,15 @@ class Worker:
         if self.task:
             with contextlib.suppress(Exception):
                 await self.task
+
+
+def server_config(app, web: WebSettings) -> uvicorn.Config:
+    """uvicorn as the daemon runs it. X-Forwarded-For is believed only from ``[web] trusted_proxies``
+    (uvicorn's default believes any loopback peer, so a header could name a new client per login
+    guess behind a local proxy, or without one)."""
+    return uvicorn.Config(app, host=web.host, port=web.port, log_level="warning", lifespan="off", access_log=False,
+                          proxy_headers=bool(web.trusted_proxies),
+                          forwarded_allow_ips=",".join(web.trusted_proxies) or None)
 
 
 class _Server(uvicorn.Server):
@@ -243,8 +253,7 @@ class Daemon:
         server_task = None
         if self.app is not None:
             web = self.ctx.settings.web
-            self.server = _Server(uvicorn.Config(self.app, host=web.host, port=web.port, log_level="warning",
-                                                 lifespan="off", access_log=False))
+            self.server = _Server(server_config(self.app, web))
             server_task = loop.create_task(self.server.serve(), name="web")
         try:
             await self.stop_event.wait()

@@ -8,12 +8,14 @@ is set (a fresh install on localhost) the status page and Try it are open and th
 say how to set one; a server reachable from other machines (a public URL, or listening beyond
 loopback) opens nothing before a password is set, since Try it spends LLM money for whoever calls
 it. Afterwards everything but /healthz, /login, Twilio's signed webhooks and the signed link
-pages needs a login. Five wrong passwords from one address within five minutes lock it out for
-five minutes.
+pages needs a login. Wrong passwords slow down (``LoginThrottle``): after five from a client, or
+twenty from all, each next try waits twice as long, up to a minute; X-Forwarded-For names the
+client only when a ``[web] trusted_proxies`` proxy sent it.
 """
 from __future__ import annotations
 
 import hmac
+import math
 import threading
 from datetime import timedelta
 from urllib.parse import quote
@@ -110,33 +112,44 @@ def needs_password_page(request: Request, exc: NeedsPassword | None = None):
 # --- throttling ----------------------------------------------------------------------------
 
 class LoginThrottle:
-    """In memory: ``limit`` failures from one address within ``window`` lock it for ``lockout``."""
+    """Slows wrong passwords down rather than locking the owner out (in memory, per process).
 
-    def __init__(self, limit: int = 5, window: timedelta = timedelta(minutes=5),
-                 lockout: timedelta = timedelta(minutes=5)):
-        self.limit, self.window, self.lockout = limit, window, lockout
+    After ``limit`` failures within ``window`` from one client, each next try must wait twice as
+    long as the one before (2 s, 4 s, ... up to ``longest``) after the last failure; a try sooner
+    is refused unread. The same holds across all clients after ``limit_all`` failures, so guesses
+    from many addresses (or ones a header made up) slow down together. A right password clears the
+    client's count. The owner waits seconds, never minutes."""
+
+    ALL = "*"
+
+    def __init__(self, limit: int = 5, limit_all: int = 20, window: timedelta = timedelta(minutes=15),
+                 first: float = 2.0, longest: float = 60.0):
+        self.limits = {self.ALL: limit_all}
+        self.limit, self.window, self.first, self.longest = limit, window, first, longest
         self._failures: dict[str, list] = {}
-        self._locked: dict[str, object] = {}
         self._lock = threading.Lock()
 
-    def is_locked(self, client: str) -> bool:
+    def wait_for(self, client: str) -> float:
+        """Seconds this client must still wait before a try is read (0: go ahead)."""
+        now = utcnow()
         with self._lock:
-            until = self._locked.get(client)
-            if until is not None and until <= utcnow():
-                del self._locked[client]
-                until = None
-            return until is not None
+            return max(self._wait(key, now) for key in (client, self.ALL))
+
+    def _wait(self, key: str, now) -> float:
+        recent = [t for t in self._failures.get(key, []) if t > now - self.window]
+        over = len(recent) - self.limits.get(key, self.limit)
+        if over < 0:
+            return 0.0
+        delay = min(self.first * 2 ** over, self.longest)
+        return max(0.0, (recent[-1] - now).total_seconds() + delay)
 
     def fail(self, client: str) -> None:
         now = utcnow()
         with self._lock:
             for other in [c for c, times in self._failures.items() if times[-1] <= now - self.window]:
                 del self._failures[other]  # forget old failures, so the table stays small
-            recent = [t for t in self._failures.get(client, []) if t > now - self.window] + [now]
-            self._failures[client] = recent
-            if len(recent) >= self.limit:
-                self._locked[client] = now + self.lockout
-                del self._failures[client]
+            for key in (client, self.ALL):
+                self._failures[key] = [t for t in self._failures.get(key, []) if t > now - self.window] + [now]
 
     def clear(self, client: str) -> None:
         with self._lock:
@@ -168,9 +181,13 @@ def login(request: Request, form=Depends(checked_form)):
     st, client = state(request), _client(request)
     target = str(form.get("next") or "/")
     target = target if is_local_path(target) else "/"
-    if st.throttle.is_locked(client):
-        return page(request, "login.html.j2", status=429, next=target,
-                    error="Too many wrong passwords from this address; wait five minutes and try again.")
+    wait = st.throttle.wait_for(client)
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        response = page(request, "login.html.j2", status=429, next=target,
+                        error=f"Too many wrong passwords; wait {seconds} second{'s' * (seconds != 1)} and try again.")
+        response.headers["Retry-After"] = str(seconds)
+        return response
     with st.ctx.db.transaction() as session:
         stored = stored_hash(session)
     if not stored:
