@@ -232,6 +232,31 @@ def test_mail_to_the_owner_does_not_mark_the_original_answered(tmp_path, monkeyp
         ctx.db.dispose()
 
 
+def test_a_holding_note_does_not_mark_the_original_answered_the_owners_reply_does(tmp_path, monkeypatch, dovecot,
+                                                                                 smtp_capture, database_url):
+    """A handed-off mail gets "a person will get back to you" at once, but it is not answered
+    until the owner's reply goes out: only then does the original get \\Answered."""
+    monkeypatch.setenv(PASSWORD_ENV, dovecot.password)
+    ctx = make_context(write_settings(tmp_path, database_url=database_url, dovecot=dovecot, smtp=smtp_capture))
+    try:
+        poll_mailbox(ctx)
+        uid = dovecot.append(customer_mail("Can I talk to a real person please?", subject="Help"))
+        run_until_idle(ctx)
+        [holding] = smtp_capture.messages
+        assert holding.rcpt_tos == ("jamie@customer.test",)
+        [draft] = _pending(ctx)
+        assert draft.route == Route.HANDOFF
+        run_until_idle(ctx)  # the flag sync runs on every poll
+        assert b"\\Answered" not in dovecot.flags(uid)
+        with ctx.db.transaction() as session:
+            approvals.approve(session, ctx.settings, draft.id, actor="owner (test)", text="Maya here: how can I help?")
+        run_until_idle(ctx)
+        run_until_idle(ctx)
+        assert len(smtp_capture.messages) == 2 and b"\\Answered" in dovecot.flags(uid)
+    finally:
+        ctx.db.dispose()
+
+
 def _pending(ctx) -> list[Draft]:
     with ctx.db.transaction() as session:
         return approvals.pending(session)

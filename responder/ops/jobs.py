@@ -16,12 +16,12 @@ from responder.core.backoff import server_backoff
 from responder.core.clock import as_utc, utcnow
 from responder.core.db import DatabaseUnavailable, claim
 from responder.core.models import (
-    OWNER_KINDS,
     Draft,
     MailboxCursor,
     Message,
     MessageStatus,
     Outbox,
+    OutboxKind,
     OutboxStatus,
 )
 from responder.intake.store import store_inbound_email
@@ -140,7 +140,8 @@ def _flag(ctx: Context, box: ImapMailbox, uids: list[int], flags: list[bytes], c
 
 
 def _sync_flags(ctx: Context, box: ImapMailbox) -> None:
-    """Catch up flags a crash left unset, and mark answered originals ``\\Answered``."""
+    """Catch up flags a crash left unset, and mark ``\\Answered`` the originals that got their
+    reply (not a holding note: a handed-off mail still waits for the owner's answer)."""
     with ctx.db.transaction() as session:
         base = select(Message.uid).where(Message.mailbox == box.key, Message.direction == "in",
                                          Message.uidvalidity == box.state.uidvalidity)
@@ -148,7 +149,7 @@ def _sync_flags(ctx: Context, box: ImapMailbox) -> None:
         answered = session.exec(
             base.join(Draft, Draft.message_id == Message.id).join(Outbox, Outbox.draft_id == Draft.id)
             .where(Message.imap_answered == False, Outbox.status == OutboxStatus.SENT,  # noqa: E712
-                   col(Outbox.kind).not_in(OWNER_KINDS))  # mail to the owner answers nobody
+                   Outbox.kind == OutboxKind.REPLY)  # a holding note or mail to the owner answers nothing
             .limit(500)).all()
     _flag(ctx, box, list(unflagged), [STORED_KEYWORD], "imap_flagged")
     _flag(ctx, box, list(answered), [ANSWERED], "imap_answered")
