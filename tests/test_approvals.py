@@ -279,3 +279,17 @@ def test_an_approved_reply_waits_when_the_customer_wrote_again_before_it_went_ou
     assert row.status == "failed" and "wrote 1 more message after you approved" in row.last_error
     assert draft.status == DraftStatus.PENDING and row.last_error in draft.reasons and "returned" in events
     ctx.db.dispose()
+
+
+def test_queue_list_shows_the_shops_time_like_the_digest(shop, capsys, monkeypatch):
+    """The owner reads every time in the shop's timezone: ``queue list`` as the digest and stats."""
+    from datetime import datetime, timezone
+
+    settings, db, path = shop
+    clock.freeze(datetime(2025, 3, 4, 14, 5, tzinfo=timezone.utc))
+    draft_id = held(db)
+    clock.reset()
+    monkeypatch.setenv("DESKHAND_STORE__TIMEZONE", "America/New_York")
+    assert run.main(["--config", str(path), "queue", "list"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith(f"#{draft_id}") and "2025-03-04 09:05" in line and "14:05" not in line

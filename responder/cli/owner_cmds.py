@@ -11,7 +11,7 @@ import json
 import sys
 from datetime import timedelta
 
-from responder.core.clock import utcnow
+from responder.core.clock import as_utc, utcnow
 from responder.core.db import Database
 from responder.core.models import Customer, Message, Outbox, OutboxStatus
 from responder.core.settings import Settings
@@ -30,6 +30,11 @@ def _database(settings: Settings):
     return db
 
 
+def _local(settings: Settings, moment) -> str:
+    """"2025-03-04 09:05" in the shop's timezone, as the digest and ``stats`` show times."""
+    return f"{as_utc(moment).astimezone(settings.tz):%Y-%m-%d %H:%M}"
+
+
 def _draft_summary(session, draft) -> dict:
     message = session.get(Message, draft.message_id)
     customer = session.get(Customer, message.customer_id) if message and message.customer_id else None
@@ -46,13 +51,14 @@ def cmd_queue(settings: Settings, args) -> int:
     try:
         with db.transaction() as session:
             if args.action == "list":
-                rows = [_draft_summary(session, d) for d in approvals.pending(session)]
+                pending = approvals.pending(session)
+                rows, d_at = [_draft_summary(session, d) for d in pending], {d.id: d.created_at for d in pending}
                 for row in rows:
                     if args.json:
                         print(json.dumps(row, ensure_ascii=False))
                     else:
                         who = row["customer"] or row["from"]
-                        print(f"#{row['id']:<5} {row['route']:8} {row['created_at'][:16]}  {who[:28]:28} "
+                        print(f"#{row['id']:<5} {row['route']:8} {_local(settings, d_at[row['id']])}  {who[:28]:28} "
                               f"{' '.join(row['message'].split())[:60]}\n       why: {'; '.join(row['reasons']) or '-'}")
                 if not rows and not args.json:
                     print("nothing waiting for you")
@@ -170,7 +176,7 @@ def cmd_problems(settings: Settings, args) -> int:
                     if getattr(args, "json", False):
                         print(json.dumps(row, ensure_ascii=False))
                     else:
-                        print(f"{p.kind:7} #{p.id:<6} {p.status:11} {p.at:%Y-%m-%d %H:%M}  {p.channel:8} "
+                        print(f"{p.kind:7} #{p.id:<6} {p.status:11} {_local(settings, p.at)}  {p.channel:8} "
                               f"{p.what[:24]:24} {p.who[:30]}\n        {p.error}")
                 if not total and not getattr(args, "json", False):
                     print("no problems: every send went out and every message was processed")
