@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+from types import SimpleNamespace
 
 import pytest
 from helpers import (
@@ -335,3 +336,37 @@ def test_memory_follows_the_conversation_and_never_crosses_customers(loop):
     first, same, other = rows(ctx, Message, Message.direction == "in")
     assert "45 hours" in drafts[same.id].text and drafts[same.id].sources == ["catalog.csv#WW-104"]
     assert "Amber Noir" not in drafts[other.id].text and other.thread_id != first.thread_id
+
+
+def test_check_logs_in_and_says_exactly_what_failed(tmp_path, monkeypatch, dovecot, smtp_capture, capsys):
+    """``python run.py check`` with the README's settings: it logs in to IMAP and SMTP as the daemon
+    will, and a wrong password, an unset one or a closed port is named, with exit code 1."""
+    from servers import free_port
+
+    import run
+
+    url = f"sqlite:///{tmp_path / 'check.sqlite3'}"
+    config = write_settings(tmp_path, database_url=url, dovecot=dovecot, smtp=smtp_capture)
+    monkeypatch.setenv(PASSWORD_ENV, dovecot.password)
+    assert run.main(["--config", str(config), "check"]) == 0
+    out = capsys.readouterr().out
+    assert f"ok   mailbox (IMAP): logged in to {dovecot.username}@{dovecot.host}:{dovecot.port}" in out
+    assert "ok   sending (SMTP): connected to" in out and "replies go out from shop@example.test" in out
+    assert out.rstrip().endswith("all set")
+
+    monkeypatch.setenv(PASSWORD_ENV, "not the password")
+    assert run.main(["--config", str(config), "check"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL mailbox (IMAP):" in out and "refused the login" in out and "1 problem(s): mailbox (IMAP)" in out
+
+    monkeypatch.delenv(PASSWORD_ENV)
+    assert run.main(["--config", str(config), "check"]) == 1
+    assert f"FAIL mailbox (IMAP): {dovecot.username}@" in capsys.readouterr().out
+
+    (tmp_path / "closed").mkdir()
+    closed = write_settings(tmp_path / "closed", database_url=url, dovecot=dovecot,
+                            smtp=SimpleNamespace(host="127.0.0.1", port=free_port(), starttls=False, implicit_tls=False))
+    monkeypatch.setenv(PASSWORD_ENV, dovecot.password)
+    assert run.main(["--config", str(closed), "check"]) == 1
+    out = capsys.readouterr().out
+    assert "ok   mailbox (IMAP)" in out and "FAIL sending (SMTP): cannot connect to SMTP 127.0.0.1:" in out

@@ -150,7 +150,7 @@ def test_daemons_started_together_migrate_a_fresh_database_once(tmp_path, databa
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT) for _ in range(3)]
     outputs = [c.communicate(timeout=150)[0].decode() for c in checks]
     assert [c.returncode for c in checks] == [0, 0, 0], outputs
-    assert all("settings ok; database ready" in out for out in outputs)
+    assert all("ok   settings and database: migrated" in out and "all set" in out for out in outputs)
 
 
 # --- the knowledge index, shared on one machine ------------------------------------------------

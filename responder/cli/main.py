@@ -37,13 +37,18 @@ def cmd_daemon(settings: Settings) -> int:
 
 def cmd_check(settings: Settings) -> int:
     # start-up: only the daemon loads the models and the web app; `run.py queue` starts without them
+    from responder.ops.checks import run_checks
     from responder.ops.context import build_context
 
     ctx = build_context(settings)
-    print(f"settings ok; database ready at {settings.database_url.split('@')[-1]}; "
-          f"email {'on' if settings.email.imap_enabled else 'off'}")
     ctx.db.dispose()
-    return 0
+    print(f"ok   settings and database: migrated, at {settings.database_url.split('@')[-1]}")
+    results = run_checks(settings)
+    for result in results:
+        print(result.line())
+    failed = [r.name for r in results if r.ok is False]
+    print(f"{len(failed)} problem(s): {', '.join(failed)}" if failed else "all set")
+    return 1 if failed else 0
 
 
 KNOWLEDGE, OWNER, PEOPLE = "responder.cli.knowledge_cmds", "responder.cli.owner_cmds", "responder.cli.customer_cmds"
