@@ -107,6 +107,21 @@ def test_an_edit_keeps_the_original_and_proposes_a_lesson(shop):
         lessons.accept(session, settings, lesson.id)
 
 
+def test_a_lesson_keeps_the_facts_not_the_words_to_one_customer(shop):
+    """The owner's reply greets Priya, apologises and signs off; the FAQ entry it proposes holds
+    only the facts (the next customer is not Priya, and no first answer missed anything)."""
+    settings, db, _ = shop
+    draft_id = held(db)
+    with db.transaction() as session:
+        approvals.approve(session, settings, draft_id, actor="owner (web)",
+                          text="Hi Priya,\n\nSorry my first answer missed that! We sell gift cards for $25, $50 "
+                               "and $100, delivered by email.\n\nThey never expire.\n\nBest,\nMaya")
+        [lesson] = session.exec(select(Lesson)).all()
+    assert lesson.kind == "faq"
+    assert lesson.addition == ("## Do you sell gift cards?\nWe sell gift cards for $25, $50 and $100, delivered "
+                               "by email.\n\nThey never expire.\n")
+
+
 def test_a_wording_edit_becomes_a_tone_example(shop):
     settings, db, _ = shop
     draft_id = held(db)

@@ -156,7 +156,7 @@ def _collapse(text: str, plain_sms: bool) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
-def _body(text: str) -> str:
+def body_of(text: str) -> str:
     """The text without a greeting line or a short sign-off paragraph ("Thanks,\\nMaya")."""
     text = GREETING.sub("", text, count=1)
     return SIGN_OFF.sub("", text).strip()
@@ -186,7 +186,7 @@ def apply_tone(reply: str, *, channel: str, frustrated: bool, needs_detail: bool
     violations: list[str] = []
     acknowledged = False
     if frustrated:
-        first = split_sentences(_body(text))[:1]
+        first = split_sentences(body_of(text))[:1]
         acknowledged = bool(first) and any(a.lower() in first[0].lower() for a in rules.acknowledgements)
         if not acknowledged:
             greeting = GREETING.match(text)
@@ -198,7 +198,7 @@ def apply_tone(reply: str, *, channel: str, frustrated: bool, needs_detail: bool
             else:
                 text, acknowledged = candidate, True
                 fixes.append(f"added an acknowledgement: '{rules.acknowledgement}'")
-    body = _body(text)
+    body = body_of(text)
     count = len(split_sentences(body))
     limit = rules.max_sentences_detail if needs_detail else rules.max_sentences
     if frustrated and acknowledged:

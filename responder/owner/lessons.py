@@ -20,7 +20,9 @@ from sqlmodel import Session, col, select
 from responder.core.clock import utcnow
 from responder.core.models import Draft, Lesson, Message
 from responder.core.settings import Settings
+from responder.core.text import split_sentences
 from responder.decide.figures import extract
+from responder.draft.tone import body_of
 
 FAQ_FILE, EXAMPLES_FILE = "faq.md", "examples.jsonl"
 
@@ -42,6 +44,22 @@ def new_figures(original: str, edited: str) -> list[str]:
     return [c.text for c in extract(edited) if c.text.lower() not in known]
 
 
+# Sentences that speak to this one customer about this one exchange: an FAQ answer must not carry
+# "Sorry my first answer missed that!" to everyone who asks next.
+PERSONAL = re.compile(r"^(?:(?:i'?m |i am |we'?re |we are |so )?sorry\b|(?:my )?apolog|thanks? (?:you )?for (?:your |the )?"
+                      r"(?:patience|understanding|asking|reaching|getting back|letting)|good catch\b)"
+                      r"|\b(?:my|our) (?:first|earlier|last|previous) (?:answer|reply|message|email)\b", re.I)
+
+
+def faq_answer(reply: str) -> str:
+    """The owner's reply as an FAQ answer: the facts, without apologies and words about this exchange."""
+    for sentence in split_sentences(reply):
+        if PERSONAL.search(sentence):
+            reply = reply.replace(sentence, "", 1)
+    lines = [" ".join(line.split()) for line in reply.splitlines()]  # the owner's paragraphs stay
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
 def propose(session: Session, settings: Settings, draft: Draft) -> Lesson | None:
     """Store a proposal for an edited, approved draft (one per draft)."""
     if not draft.sent_text or session.exec(select(Lesson.id).where(Lesson.draft_id == draft.id)).first():
@@ -49,12 +67,16 @@ def propose(session: Session, settings: Settings, draft: Draft) -> Lesson | None
     message = session.get(Message, draft.message_id)
     question = question_of(message)
     folder = settings.knowledge_dir
+    reply = body_of(draft.sent_text)  # greeting and sign-off are the channel's, never knowledge
     if not draft.text.strip() or new_figures(draft.text, draft.sent_text):
-        path, addition = FAQ_FILE, f"## {question}\n{draft.sent_text.strip()}\n"
+        answer = faq_answer(reply)
+        if not answer:
+            return None  # nothing but words to this one customer: nothing to learn
+        path, addition = FAQ_FILE, f"## {question}\n{answer}\n"
     else:
         path = EXAMPLES_FILE
         addition = json.dumps({"customer": (message.new_text or message.text).strip()[:1000],
-                               "reply": draft.sent_text.strip()}, ensure_ascii=False) + "\n"
+                               "reply": reply}, ensure_ascii=False) + "\n"
     lesson = Lesson(draft_id=draft.id, kind="faq" if path == FAQ_FILE else "example", path=path,
                     addition=addition, diff=diff_for(folder / path, addition))
     session.add(lesson)
