@@ -167,6 +167,20 @@ def test_handoff_and_review_are_parked(loop):
     body = holding.message().get_body(("plain",)).get_content()
     assert "passed your message to Maya" in body
     assert holding.message()["Auto-Submitted"] == "auto-replied"
+    # Signed by the shop: a note saying it went to Maya is not signed "Maya".
+    assert body.strip().splitlines()[-2:] == ["Best,", "Wick & Willow Candle Co."]
+
+
+def test_a_complaint_handed_off_is_told_so_in_plain_words():
+    """The holding note to a complaint (sensitive, not a question we were unsure of) never says
+    "I'm not 100% sure about that"; a frustrated customer hears the apology first."""
+    from responder.core.templating import render
+
+    sensitive = render("replies/holding.txt.j2", owner_name="Maya", frustrated=False, wants_human=False)
+    assert "100%" not in sensitive and "sure" not in sensitive
+    assert sensitive == "I've passed this to Maya, who'll look into it and get back to you personally."
+    upset = render("replies/holding.txt.j2", owner_name="Maya", frustrated=True, wants_human=False)
+    assert upset.startswith("I'm sorry about this, and I understand it's frustrating. I've passed this to Maya")
 
 
 def test_thread_cap_holds_the_fifth_reply(loop):

@@ -51,7 +51,7 @@ def mails_to(smtp, address: str) -> list[email.message.EmailMessage]:
 
 def replies_to(smtp, address: str) -> list[email.message.EmailMessage]:
     """Replies proper: the holding note a handed-off customer gets at once is not one."""
-    holding = ("I've passed your message to", "so I've flagged it for")  # templates/replies/holding.txt.j2
+    holding = ("I've passed your message to", "I've passed this to")  # templates/replies/holding.txt.j2
     return [m for m in mails_to(smtp, address)
             if not any(h in m.get_body(("plain",)).get_content() for h in holding)]
 

@@ -123,13 +123,15 @@ def greeting_name(display_name: str) -> str:
     return given[0] if given else ""
 
 
-def render_body(*, body: str, customer_name: str, store) -> str:
-    """The whole plain-text reply: greeting, the draft, the owner's sign-off. A body that opens
-    with its own greeting (the owner wrote "Hi Priya," when approving) gets no second one."""
+def render_body(*, body: str, customer_name: str, store, signed_by_owner: bool = True) -> str:
+    """The whole plain-text reply: greeting, the draft, the sign-off. A body that opens with its
+    own greeting (the owner wrote "Hi Priya," when approving) gets no second one. A note that
+    says it passed the message to the owner is signed by the shop, not by the owner."""
     body = body.strip()
     greet = not _GREETING.match(body)
     return render("email/reply.txt.j2", body=body, greet=greet, customer_name=greeting_name(customer_name),
-                  signoff="Best,", owner_name=store.owner_name, store_name=store.name).strip() + "\n"
+                  signoff="Best,", owner_name=store.owner_name if signed_by_owner else "",
+                  store_name=store.name).strip() + "\n"
 
 
 def compose(outbound: Outbound, *, from_address: str, from_name: str) -> EmailMessage:

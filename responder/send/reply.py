@@ -34,6 +34,7 @@ def enqueue_reply(session: Session, settings: Settings, *, draft: Draft, channel
     if channel != "email":  # a text message: the reply alone, no greeting or signature
         return outbox.enqueue(subject="", body_text=text, **common)
     return outbox.enqueue(subject=reply_subject(subject),
-                          body_text=render_body(body=text, customer_name=customer_name, store=settings.store),
+                          body_text=render_body(body=text, customer_name=customer_name, store=settings.store,
+                                                signed_by_owner=kind != OutboxKind.HOLDING),
                           in_reply_to=parent, references=references_for(parent, list(references)),
                           extra={"feedback": feedback} if feedback else None, **common)
