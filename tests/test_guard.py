@@ -234,3 +234,23 @@ def test_never_raises(reply, catalog, policies, store, customer):
 def test_never_raises_on_claim_soup(words):
     result = check(" ".join(words), ["Amber Noir", SHIPPING])
     assert isinstance(result, list) and not [r for r in result if "check failed on this reply" in r], result
+
+
+def test_restock_dates_reach_customers_in_words_and_a_passed_one_is_never_promised():
+    """The offline drafter's availability sentence: "December 5", not "2026-12-05"; a restock date
+    already behind us is not promised, and the draft says so for the owner to check."""
+    from datetime import date
+
+    from responder.core.text import human_date
+    from responder.draft.offline import product_answer
+
+    assert human_date("2026-12-05", date(2026, 12, 1)) == "December 5"
+    assert human_date("2027-01-15", date(2026, 12, 1)) == "January 15, 2027"
+    assert human_date("soon", date(2026, 12, 1)) == ""
+    [row] = [f for f in CATALOG if f["name"] == "Winter Pine"]  # pre-order, due 2026-12-05
+    reply, found, notes = product_answer(row, "Is Winter Pine in stock?", date(2026, 12, 1))
+    assert reply.endswith("so it isn't in stock yet. We expect it on December 5.") and found and not notes
+    assert check(reply, ["Winter Pine"]) == []  # the guard reads the date in words
+    late, _, notes = product_answer(row, "Is Winter Pine in stock?", date(2026, 12, 7))
+    assert "December 5" not in late and "2026-12-05" not in late and late.endswith("so it isn't in stock yet.")
+    assert notes == ["the catalog's restock date for Winter Pine (2026-12-05) has passed: check when it's due"]

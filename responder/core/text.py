@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import date
 
 PHONE = re.compile(r"^\+?[1-9]\d{6,14}$")
 
@@ -66,3 +67,14 @@ def split_sentences(text: str) -> list[str]:
             start = m.end()
         out.append(line[start:].strip())
     return [s for s in out if re.search(r"[^\W\d_]", s)]
+
+
+def human_date(iso: str, today: date) -> str:
+    """"December 5" (this year) or "January 12, 2027", as a customer reads a date; "" for a value
+    that isn't an ISO date (YYYY-MM-DD)."""
+    try:
+        day = date.fromisoformat(str(iso).strip()[:10])
+    except ValueError:
+        return ""
+    text = f"{day:%B} {day.day}"
+    return text if day.year == today.year else f"{text}, {day.year}"

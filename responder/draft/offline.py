@@ -10,8 +10,11 @@ reason, never a guess.
 from __future__ import annotations
 
 import re
+from datetime import date
 
+from responder.core.clock import utcnow
 from responder.core.settings import Settings
+from responder.core.text import human_date
 from responder.draft.base import DraftRequest, DraftResult
 
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
@@ -52,8 +55,11 @@ def asks_about_product(question: str) -> bool:
     return any(re.search(cue, lowered) for cue, _, _ in ASKS) or bool(AVAILABILITY_CUE.search(lowered))
 
 
-def product_answer(facts: dict[str, str], question: str) -> tuple[str, bool]:
-    """The reply and whether the question's attribute was found in the row."""
+def product_answer(facts: dict[str, str], question: str, today: date | None = None) -> tuple[str, bool, list[str]]:
+    """The reply, whether the question's attribute was found in the row, and what the owner
+    should check (a restock date that has already passed is never promised)."""
+    today = today or utcnow().date()
+    notes: list[str] = []
     name, lowered = facts.get("name", "That product"), question.lower()
     asked, offered, found = [], [], False
     for cue, columns, extra in ASKS:
@@ -70,9 +76,13 @@ def product_answer(facts: dict[str, str], question: str) -> tuple[str, bool]:
     status = facts.get("status", "")
     if status != "active" or not asked or AVAILABILITY_CUE.search(lowered):
         sentences.append(AVAILABILITY.get(status, "I'll check whether it's available."))
-        if status in ("out_of_stock", "preorder") and facts.get("restock_date"):
-            sentences.append(f"We expect it on {facts['restock_date']}.")
-    return " ".join(sentences), found or not asked
+        restock = facts.get("restock_date", "")
+        if status in ("out_of_stock", "preorder") and human_date(restock, today):
+            if restock[:10] >= today.isoformat():
+                sentences.append(f"We expect it on {human_date(restock, today)}.")
+            else:
+                notes.append(f"the catalog's restock date for {name} ({restock}) has passed: check when it's due")
+    return " ".join(sentences), found or not asked, notes
 
 
 def relevant_sentences(body: str, question: str, limit: int = 3) -> str:
@@ -118,7 +128,11 @@ class OfflineDrafter:
         confidence = min(1.0, 0.5 + 0.5 * (best.similarity - MIN_SIMILARITY) / (SURE_SIMILARITY - MIN_SIMILARITY))
         reasons: list[str] = []
         if best.kind == "product":
-            reply, found = product_answer(best.facts, request.text)
+            today = utcnow().astimezone(self.settings.tz).date() if self.settings else utcnow().date()
+            reply, found, notes = product_answer(best.facts, request.text, today)
+            if notes:
+                confidence = min(confidence, 0.5)
+                reasons += notes
             if getattr(best, "named", False):
                 confidence = max(confidence, 0.85)
             if not found:
