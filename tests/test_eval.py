@@ -3,6 +3,7 @@ regression cases, and the public harbor store scored by ../shared/eval/score.py.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -39,8 +40,12 @@ def test_ask_prints_route_reply_and_sources():
 
 @pytest.mark.skipif(not (HARBOR / "score.py").exists(), reason="../shared/eval is not beside this clone")
 def test_public_store_meets_the_quality_bar(tmp_path):
-    result = run("--config", str(HARBOR / "harbor" / "settings.toml"), "eval",
-                 str(HARBOR / "harbor" / "cases.jsonl"), "--json")
+    # From a copy: a run writes data/ beside its settings, and ../shared is read-only.
+    store = tmp_path / "harbor"
+    shutil.copytree(HARBOR / "harbor", store, ignore=shutil.ignore_patterns("data"),
+                    copy_function=shutil.copyfile)  # the files, without shared's read-only bits
+    store.chmod(0o755)
+    result = run("--config", str(store / "settings.toml"), "eval", str(store / "cases.jsonl"), "--json")
     results = tmp_path / "harbor-results.jsonl"
     results.write_text(result.stdout)
     score = subprocess.run([sys.executable, str(HARBOR / "score.py"), str(HARBOR / "harbor" / "cases.jsonl"),
