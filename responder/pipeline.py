@@ -47,6 +47,7 @@ from responder.understand.conversation import (
     resolve_email_thread,
     thread_history,
 )
+from responder.understand.frustration import REPEAT_REASON
 from responder.understand.normalize import normalize
 from responder.understand.signals import Signals, compute_signals
 
@@ -263,9 +264,12 @@ def store_outcome(work: Work, session: Session, settings: Settings) -> Draft:
         owner_mail.notify_held(session, settings, draft)  # per [approvals] notify
     if decision.route == Route.HANDOFF and may_send_holding(work, session, settings):
         # Never leave the customer in silence (but once a day per thread, within the caps).
-        holding = render("replies/holding.txt.j2", owner_name=settings.store.owner_name,
-                         frustrated=bool(work.signals and work.signals.is_frustrated),
-                         wants_human=bool(work.signals and work.signals.wants_human)).strip()
+        signals = work.signals
+        frustrated = bool(signals and signals.is_frustrated)
+        # Asking the same question again is a reason to hurry, not proof of anger: no "it's frustrating".
+        asked_again = frustrated and signals.frustration_reasons == [REPEAT_REASON]
+        holding = render("replies/holding.txt.j2", owner_name=settings.store.owner_name, frustrated=frustrated,
+                         asked_again=asked_again, wants_human=bool(signals and signals.wants_human)).strip()
         enqueue_reply(work, draft, holding, session, settings, kind=OutboxKind.HOLDING)
     msg.status, msg.processed_at, msg.last_error = MessageStatus.PROCESSED, utcnow(), None
     msg.next_attempt_at = None

@@ -176,11 +176,15 @@ def test_a_complaint_handed_off_is_told_so_in_plain_words():
     "I'm not 100% sure about that"; a frustrated customer hears the apology first."""
     from responder.core.templating import render
 
-    sensitive = render("replies/holding.txt.j2", owner_name="Maya", frustrated=False, wants_human=False)
+    sensitive = render("replies/holding.txt.j2", owner_name="Maya", frustrated=False, asked_again=False,
+                       wants_human=False)
     assert "100%" not in sensitive and "sure" not in sensitive
     assert sensitive == "I've passed this to Maya, who'll look into it and get back to you personally."
-    upset = render("replies/holding.txt.j2", owner_name="Maya", frustrated=True, wants_human=False)
+    upset = render("replies/holding.txt.j2", owner_name="Maya", frustrated=True, asked_again=False, wants_human=False)
     assert upset.startswith("I'm sorry about this, and I understand it's frustrating. I've passed this to Maya")
+    # Asking again is not being called frustrated; the feeling is still acknowledged.
+    again = render("replies/holding.txt.j2", owner_name="Maya", frustrated=True, asked_again=True, wants_human=False)
+    assert again.startswith("Sorry you've had to ask again. I've passed this to Maya") and "frustrat" not in again
 
 
 def test_thread_cap_holds_the_fifth_reply(loop):

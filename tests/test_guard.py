@@ -254,3 +254,12 @@ def test_restock_dates_reach_customers_in_words_and_a_passed_one_is_never_promis
     late, _, notes = product_answer(row, "Is Winter Pine in stock?", date(2026, 12, 7))
     assert "December 5" not in late and "2026-12-05" not in late and late.endswith("so it isn't in stock yet.")
     assert notes == ["the catalog's restock date for Winter Pine (2026-12-05) has passed: check when it's due"]
+
+
+def test_a_discontinued_product_leads_with_its_being_gone_not_its_price():
+    from responder.draft.offline import product_answer
+
+    [row] = [f for f in CATALOG if f["status"] == "discontinued"]
+    reply, found, _ = product_answer(row, f"Do you still have {row['name']}?")
+    assert reply == f"{row['name']} has been discontinued, so we can't order more." and found
+    assert "$" not in reply and check(reply, [row["name"]]) == []

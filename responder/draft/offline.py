@@ -71,9 +71,11 @@ def product_answer(facts: dict[str, str], question: str, today: date | None = No
     sentences = []
     for column in list(dict.fromkeys(asked + [c for c in offered if c not in asked]))[:MAX_FACTS]:
         sentences.append(PHRASES.get(column, "{name}: {v}.").format(name=name, v=facts[column]))
+    status = facts.get("status", "")
+    if status == "discontinued" and not asked:  # what matters is that it's gone, not what it cost
+        return f"{name} has been discontinued, so we can't order more.", True, notes
     if not asked and facts.get("price"):
         sentences.append(PHRASES["price"].format(name=name, v=facts["price"]))
-    status = facts.get("status", "")
     if status != "active" or not asked or AVAILABILITY_CUE.search(lowered):
         sentences.append(AVAILABILITY.get(status, "I'll check whether it's available."))
         restock = facts.get("restock_date", "")

@@ -23,6 +23,7 @@ log = logging.getLogger("deskhand.frustration")
 FRUSTRATION_THRESHOLD = 0.5
 W_THREAT = 0.5             # chargeback, lawyer, "report you", bad-review threats
 W_REPEAT = 0.5             # the new message repeats an earlier one in the thread
+REPEAT_REASON = "asked the same question again"
 W_ANGER = 0.35             # one angry word; two or more: W_ANGER_MANY
 W_ANGER_MANY = 0.5
 W_CAPS = 0.4               # the whole message shouted; W_CAPS_PART: a shouted run of 3+ words
@@ -173,7 +174,7 @@ def score_frustration(text: str, subject: str = "", earlier=()) -> tuple[float, 
     if anger := ANGER_WORDS.findall(words):
         add(W_ANGER_MANY if len({a.lower() for a in anger}) > 1 else W_ANGER, f"angry words: {_quote(anger)}")
     if repeats_earlier(body, earlier):
-        add(W_REPEAT, "asked the same question again")
+        add(W_REPEAT, REPEAT_REASON)
     if waiting := WAITING.findall(words):
         add(W_WAITING, f"says they are still waiting or asked before: {_quote(waiting, 2)}")
     weight, why = caps_cue(body or subject)
