@@ -216,6 +216,7 @@ def check(work: Work, retriever, settings: Settings) -> None:
     facts = retriever.facts()
     work.check_failures += check_claims(draft.reply, hits=work.hits, catalog=facts.catalog,
                                         policies_text=facts.policies, customer_text=work.text, customer_address=work.sender,
+                                        today=utcnow().astimezone(settings.tz).date(),
                                         store_facts=facts.store)
 
 

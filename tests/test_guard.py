@@ -263,3 +263,18 @@ def test_a_discontinued_product_leads_with_its_being_gone_not_its_price():
     reply, found, _ = product_answer(row, f"Do you still have {row['name']}?")
     assert reply == f"{row['name']} has been discontinued, so we can't order more." and found
     assert "$" not in reply and check(reply, [row["name"]]) == []
+
+
+def test_a_restock_date_that_has_passed_is_not_a_promise_to_make():
+    """Whatever drafted it (the model reads the catalog's date too): a restock date before the
+    shop's today is held, in words or as written; one still ahead passes."""
+    from datetime import date
+
+    dec_7, dec_1 = date(2026, 12, 7), date(2026, 12, 1)
+    for said in ("Winter Pine will be back in stock on December 5.", "Winter Pine is back in stock on 2026-12-05."):
+        assert check(said, ["Winter Pine"], today=dec_1) == []
+        [reason] = check(said, ["Winter Pine"], today=dec_7)
+        assert reason.startswith("says Winter Pine is back ") and reason.endswith("a date that has already passed")
+    assert check("Orchard Morning should be back in stock on January 15th, 2027.", ["Orchard Morning"],
+                 today=dec_7) == []
+    assert check("Orchard Morning will be back in stock on January 15.", ["Orchard Morning"], today=dec_7) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Callable
 
 from rapidfuzz import fuzz, process
@@ -84,6 +85,7 @@ class Claims:
     customer_text: str | None
     mentions: list[tuple[int, int, dict]]
     customer_address: str | None = None
+    today: date | None = None  # the shop's date: a restock date before it is not a promise to make
     sentences: list[tuple[int, int]] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)
     known: list[Claim] = field(default_factory=list)
@@ -163,6 +165,20 @@ def check_products(c: Claims) -> list[str]:
     return reasons
 
 
+def has_passed(when: Claim, today: date) -> bool:
+    """The date is before today; a date without a year is read as the one nearest today
+    ("December 5" on December 7 has passed, "January 20" on December 7 is next month)."""
+    year, month, day = when.lo
+    try:
+        if year is not None:
+            return date(year, month, day) < today
+        nearest = min((date(y, month, day) for y in (today.year - 1, today.year, today.year + 1)),
+                      key=lambda d: abs((d - today).days))
+    except (TypeError, ValueError):
+        return False
+    return nearest < today
+
+
 def check_availability(c: Claims) -> list[str]:
     """Stock claims match the product's status, restock dates its restock_date; discontinued is never promised."""
     reasons, told = [], set()
@@ -179,6 +195,8 @@ def check_availability(c: Claims) -> list[str]:
                 reason = f"says {name} is {what}, but it's {STATUS.get(status, 'not known to be in stock')}"
             elif status == "discontinued":
                 reason = f"promises {name} ('{said}'), but it's discontinued"
+            elif kind == "restock" and when and c.today and has_passed(when, c.today):
+                reason = f"says {name} is back {when.text}, a date that has already passed"
             elif kind == "stock" or not when or due and (covered(when, due) or not covered(when, c.known)):
                 continue  # nothing to check, the date matches, or check_figures already said it isn't known
             else:
@@ -248,7 +266,7 @@ RULES: list[tuple[str, Callable[[Claims], list[str]]]] = [
 
 def check_claims(reply: str, *, hits: list, catalog: list[dict[str, str]], policies_text: str = "",
                  store_facts: dict | None = None, customer_text: str | None = None,
-                 customer_address: str | None = None) -> list[str]:
+                 customer_address: str | None = None, today: date | None = None) -> list[str]:
     """Reasons the reply says something its knowledge doesn't back; [] when every claim checks out.
     ``customer_address``: the sender's email, the only address from outside the knowledge a reply may name."""
     try:
@@ -266,7 +284,8 @@ def check_claims(reply: str, *, hits: list, catalog: list[dict[str, str]], polic
         raw = TRAILING_CURRENCY.sub(r"\2\1", raw.replace("’", "'"))
         c = Claims(reply, raw.lower(), rows, [f for f in facts if f.get("name")],
                    None if customer_text is None else str(customer_text), mentions,
-                   None if customer_address is None else str(customer_address), claims=extract(reply))
+                   None if customer_address is None else str(customer_address), today=today,
+                   claims=extract(reply))
         for sentence in split_sentences(reply):
             start = max(reply.find(sentence, c.sentences[-1][1] if c.sentences else 0), 0)
             c.sentences.append((start, start + len(sentence)))
