@@ -82,7 +82,8 @@ def test_the_greeting_uses_a_display_name_only_when_it_looks_like_a_persons_name
     assert greeting_name("O'Brien") == "O'Brien" and greeting_name("Zoë Mary-Jane") == "Zoë"
     assert greeting_name("Dr. Jane Smith") == "Jane"
     for forged in ("http://evil.example/refund-form", "+1 415 555 0100", "$5 refund approved:",
-                   "other@evil.test", "evil.example", "www.evil.example", "Refund: approved", ""):
+                   "other@evil.test", "evil.example", "www.evil.example", "Refund: approved", "Refund Approved",
+                   "Free Gift Card", "Support Team", ""):
         assert greeting_name(forged) == "", forged
     store = SimpleNamespace(owner_name="Maya", name="Wick & Willow Candle Co.")
     forged = render_body(body="We ship in two days.", customer_name="http://evil.example/refund-form", store=store)

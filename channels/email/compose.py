@@ -103,6 +103,12 @@ def references_for(in_reply_to: str | None, references: list[str]) -> list[str]:
 # One word of a person's name: a letter, then letters, apostrophes or hyphens, maybe a closing dot
 # ("O'Brien", "Mary-Jane", "Zoë", "张伟", "J."). A URL, a domain, a number, an address or "$5" is not one.
 _NAME_WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|['’\-])*\.?")
+# Words a forged display name uses to make the shop's greeting say something ("Hi Refund,"); no
+# first name is one of them.
+_NOT_NAMES = frozenset("""refund refunds approved approval free discount winner won prize urgent account payment
+    order invoice security support admin administrator team service customer verify verified password click here
+    credit card bank gift voucher coupon offer sale claim confirm confirmed cancel cancelled shipping delivery
+    notice alert warning update re fwd""".split())
 _GREETING = re.compile(r"^\s*(?:hi|hello|hey|dear|good (?:morning|afternoon|evening))\b", re.I)
 
 
@@ -118,6 +124,8 @@ def greeting_name(display_name: str) -> str:
         name = first or last
     words = name.split(" ") if name else []
     if not words or len(words) > 4 or len(name) > 60 or not all(_NAME_WORD.fullmatch(w) for w in words):
+        return ""
+    if any(w.lower().strip(".") in _NOT_NAMES for w in words):  # "Refund Approved", "Support Team"
         return ""
     given = [w for w in words if not w.endswith(".")]  # "Dr. Jane Smith": not "Hi Dr.,"
     return given[0] if given else ""
