@@ -197,3 +197,13 @@ def test_spam_verdicts_complaint_reports_and_system_bounces_get_no_reply():
     # A customer may write that subject; from a person it is answered as usual.
     assert _why(_mail("From: Jamie <jamie@customer.test>\nTo: shop@example.test\nSubject: Delivery failure\n",
                       "My parcel never came.")) is None
+
+
+def test_a_forwarded_bounce_gets_no_reply_unless_it_asks_something():
+    dsn = ("> Reporting-MTA: dns; mx.example.jp\n>\n> Final-Recipient: RFC822; kijitora@example.com\n"
+           "> Action: failed\n> Status: 5.1.1\n")
+    head = "From: Nyanko <shironeko@example.jp>\nTo: shop@example.test\nSubject: Fwd: Returned mail: see transcript for details\n"
+    assert _why(_mail(head, "Forward the message.\n\nBegin forwarded message:\n\n" + dsn)) == \
+        "a forwarded bounce (the delivery report, no question)"
+    asked = "Why did my email to you bounce? I was asking about my order.\n\nBegin forwarded message:\n\n" + dsn
+    assert _why(_mail(head, asked)) is None  # a person asking about the bounce is answered as usual

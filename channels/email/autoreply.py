@@ -159,6 +159,23 @@ def _system_bounce(p, own, domain):
         return "bounce from a mail system"
 
 
+# A bounce forwarded on as it came ("Fwd: Returned mail: ..."): the delivery report is quoted whole
+# and the forwarder added a word or two, no question. A forward with a question is a person's mail.
+_FORWARDED = re.compile(r"^\s*(?:fwd?|fw|wg|tr)\s*:\s*", re.I)
+_DSN_BODY = re.compile(r"^\W*(?:reporting-mta:|final-recipient:|the original message was received at|"
+                       r"this is the mail system at host|----- the following addresses had permanent fatal errors)",
+                       re.I | re.M)
+
+
+def _forwarded_bounce(p, own, domain):
+    subject = _FORWARDED.sub("", p.subject, count=1)
+    if subject == p.subject or not _BOUNCE_SUBJECT.match(subject):
+        return None
+    words = p.new_text.split()
+    if len(words) <= 8 and "?" not in p.new_text and _DSN_BODY.search(p.text or ""):
+        return "a forwarded bounce (the delivery report, no question)"
+
+
 # Microsoft's complaint feedback (JMRP, "complaint about message from 192.0.2.1"): an abuse report
 # wrapped in multipart/mixed, not RFC 5965's multipart/report, so _report can't see it.
 _COMPLAINT_SUBJECT = re.compile(r"^\s*complaint about message from \d{1,3}(?:\.\d{1,3}){3}\s*$", re.I)
@@ -191,7 +208,7 @@ RULES: list[tuple[str, Check]] = [
     ("exchange-suppress", _ms_suppress_all), ("precedence", _precedence), ("report", _report),
     ("empty-return-path", _empty_return_path), ("loop", _loop), ("sender", _sender),
     ("list-headers", _list_headers), ("subject", _subject), ("system-bounce", _system_bounce),
-    ("complaint-report", _complaint_report), ("spam-flag", _spam_flag),
+    ("complaint-report", _complaint_report), ("spam-flag", _spam_flag), ("forwarded-bounce", _forwarded_bounce),
 ]
 
 
