@@ -278,3 +278,28 @@ def test_a_restock_date_that_has_passed_is_not_a_promise_to_make():
     assert check("Orchard Morning should be back in stock on January 15th, 2027.", ["Orchard Morning"],
                  today=dec_7) == []
     assert check("Orchard Morning will be back in stock on January 15.", ["Orchard Morning"], today=dec_7) == []
+
+
+def test_a_discontinued_product_is_answered_with_one_of_the_same_kind_still_made():
+    from responder.draft.base import DraftRequest
+    from responder.draft.offline import OfflineDrafter
+    from responder.knowledge.catalog import alternatives
+    from responder.knowledge.retrieve import Hit
+
+    mugs = [{"name": "Rope Trim Mug", "price": "36.00", "status": "discontinued"},
+            {"name": "Harbor Mug", "price": "38.00", "status": "active"},
+            {"name": "Tide Mug", "price": "30.00", "status": "out_of_stock"},
+            {"name": "Latte Bowl", "price": "34.00", "status": "active"}]
+    assert alternatives(mugs[0], mugs) == [mugs[1]]  # same kind by name, in stock, priced
+    assert alternatives({"name": "Lavender Fields", "status": "discontinued"}, CATALOG) == []  # none of its kind
+    sofas = [{"name": "Cream Sofa", "type": "Sofa", "status": "discontinued", "price": "500.00"},
+             {"name": "Brown Couch", "type": "Sofa", "status": "active", "price": "450.00"},
+             {"name": "Cream Lamp", "type": "Lamp", "status": "active", "price": "40.00"}]
+    assert alternatives(sofas[0], sofas) == [sofas[1]]  # the product type, when the catalog has one
+
+    hit = Hit("catalog.csv#HC-104", "product", "Rope Trim Mug", "Rope Trim Mug", 0.9, similarity=0.9, facts=mugs[0],
+              named=True)
+    result = OfflineDrafter().draft(DraftRequest(text="Do you still have the Rope Trim Mug?", hits=(hit,),
+                                                 alternatives=(mugs[1],)))
+    assert result.reply == ("Rope Trim Mug has been discontinued, so we can't order more. If you'd like something "
+                            "similar, we still make the Harbor Mug ($38.00).")

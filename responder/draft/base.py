@@ -20,6 +20,9 @@ class DraftRequest:
     history: tuple[Turn, ...] = ()
     hits: tuple = ()     # retrieve.Hit, best first: the only facts a reply may use
     knowledge_empty: bool = False
+    # In-stock products of the same kind as a discontinued one the question names (catalog rows),
+    # to offer instead (``catalog.alternatives``).
+    alternatives: tuple[dict, ...] = ()
 
 
 @dataclass

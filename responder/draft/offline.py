@@ -132,6 +132,9 @@ class OfflineDrafter:
         if best.kind == "product":
             today = utcnow().astimezone(self.settings.tz).date() if self.settings else utcnow().date()
             reply, found, notes = product_answer(best.facts, request.text, today)
+            if best.facts.get("status") == "discontinued" and request.alternatives:
+                other = request.alternatives[0]
+                reply += f" If you'd like something similar, we still make the {other['name']} (${other['price']})."
             if notes:
                 confidence = min(confidence, 0.5)
                 reasons += notes

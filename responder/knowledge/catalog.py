@@ -174,3 +174,23 @@ def _first(sku: str, where: str, seen: dict[str, str], warnings: list[str]) -> b
         return False
     seen[key] = where
     return True
+
+
+_KIND_STOP = {"the", "a", "an", "and", "of", "with", "for", "in", "set", "pack", "new", "classic", "mini", "large", "small"}
+
+
+def alternatives(gone: dict[str, str], catalog: list[dict[str, str]], limit: int = 1) -> list[dict[str, str]]:
+    """In-stock products of the same kind as ``gone`` (a discontinued one), to offer instead: the
+    same product type when the catalog has one, else a shared word in the name ("Rope Trim Mug" ->
+    "Harbor Mug"); none when nothing is of the same kind."""
+    def words(row):
+        return {w for w in re.findall(r"[a-z]+", row.get("name", "").lower()) if w not in _KIND_STOP and len(w) > 2}
+    kind, named = (gone.get("type") or gone.get("category") or "").strip().lower(), words(gone)
+    found = []
+    for row in catalog:
+        if row.get("status") != "active" or not row.get("price") or row.get("name") == gone.get("name"):
+            continue
+        row_kind = (row.get("type") or row.get("category") or "").strip().lower()
+        if (kind and row_kind == kind) or (not kind and named & words(row)):
+            found.append(row)
+    return found[:limit]
