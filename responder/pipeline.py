@@ -196,17 +196,22 @@ def draft_reply(work: Work, session: Session, drafter: Drafter, retriever: Knowl
     if drafter.wants_examples and retriever is not None:  # tone, never facts
         work.hits += retriever.search(question_of(work)[:MAX_DRAFT_INPUT], k=3, kinds=("example",))
     history = thread_history(session=session, thread_id=work.thread.id, before_id=work.message.id)
-    top = work.hits[0] if work.hits else None
-    offer = alternatives(top.facts, retriever.facts().catalog) \
-        if retriever is not None and top is not None and top.kind == "product" \
-        and (top.facts or {}).get("status") == "discontinued" else []
     request = DraftRequest(text=work.text[:MAX_DRAFT_INPUT] or work.subject, subject=work.subject,
                            channel=work.channel, customer_name=work.customer.name, hits=tuple(work.hits),
-                           knowledge_empty=work.knowledge_empty, alternatives=tuple(offer),
+                           knowledge_empty=work.knowledge_empty,
+                           alternatives=tuple(offer_instead(work, retriever)),
                            history=tuple(Turn(m.direction, m.new_text or m.text) for m in history))
     # A backend that raises fails the whole unit: the job retries it and, after
     # max_process_attempts, quarantines it with the error (never a silent skip).
     work.draft = drafter.draft(request)
+
+
+def offer_instead(work: Work, retriever: Knowledge | None) -> list[dict]:
+    """For a question about a discontinued product: in-stock products of its kind to offer."""
+    top = work.hits[0] if work.hits else None
+    if retriever is None or top is None or top.kind != "product" or top.facts.get("status") != "discontinued":
+        return []
+    return alternatives(top.facts, retriever.facts().catalog)
 
 
 def check(work: Work, retriever, settings: Settings) -> None:

@@ -1,7 +1,7 @@
 """Deliver one text (SMS or WhatsApp) through Twilio's Messages API, and say how it failed.
 
 Runs in the send job (``responder.ops.sending``) after the shared rules of ``channels.base.Channel``
-have passed: the channel only delivers. ``send`` builds the ``messages.create`` call (From and
+have passed: the channel only delivers. ``deliver_now`` builds the ``messages.create`` call (From and
 To with ``whatsapp:`` for WhatsApp, the status callback URL when a public URL is known, an
 approved template's ``ContentSid`` instead of a body when the row asks for one) and returns the
 MessageSid as the receipt. Failures, by what Twilio answered:

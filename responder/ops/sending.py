@@ -240,7 +240,7 @@ def _after_refusal(session: Session, settings: Settings, row: Outbox, error: Ref
 
 def return_to_owner(session: Session, settings: Settings, draft_id: int, reason: str) -> Draft | None:
     """The draft waits for the owner again, with the reason, and the owner hears of it as for any
-    held draft. Also for a WhatsApp 63016 that arrives later in a status callback."""
+    held draft."""
     draft = session.get(Draft, draft_id)
     if draft is None or draft.status not in (DraftStatus.QUEUED, DraftStatus.APPROVED, DraftStatus.PENDING):
         return None

@@ -152,7 +152,7 @@ def enqueue_reply(session: Session, settings: Settings, draft: Draft, text: str)
     if failed is not None:
         session.delete(failed)
         session.flush()
-    parent = None if msg.channel != "email" or msg.provider_id.startswith("sha256:") else msg.provider_id
+    parent = None if msg.provider_id.startswith("sha256:") else msg.provider_id  # texts: reply ignores it
     reply.enqueue_reply(session, settings, draft=draft, channel=msg.channel, recipient=msg.sender,
                         thread_id=thread.id if thread else None, text=text,
                         customer_name=customer.name if customer else "", subject=msg.subject, parent=parent,
