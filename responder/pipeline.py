@@ -220,13 +220,15 @@ def check(work: Work, retriever, settings: Settings) -> None:
     if draft is None or not draft.reply.strip():
         return
     frustrated = bool(work.signals and work.signals.is_frustrated)
-    toned = apply_tone(draft.reply, channel=work.channel, frustrated=frustrated, rules=rules_for(settings.tone))
+    today = utcnow().astimezone(settings.tz).date()
+    toned = apply_tone(draft.reply, channel=work.channel, frustrated=frustrated, rules=rules_for(settings.tone),
+                       today=today)
     draft.reply = toned.text
     work.check_failures = [f"tone: {v}" for v in toned.violations]
     facts = retriever.facts()
     work.check_failures += check_claims(draft.reply, hits=work.hits, catalog=facts.catalog,
                                         policies_text=facts.policies, customer_text=work.text, customer_address=work.sender,
-                                        today=utcnow().astimezone(settings.tz).date(),
+                                        today=today,
                                         store_facts=facts.store)
 
 

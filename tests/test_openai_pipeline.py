@@ -92,3 +92,16 @@ def test_tokens_and_cost_are_stored_on_the_draft(openai_settings, tmp_path):
     assert (draft.llm_prompt_tokens, draft.llm_completion_tokens) == (1000, 200)
     assert draft.llm_cost == pytest.approx((1000 * 0.15 + 200 * 0.60) / 1e6)
     ctx.db.dispose()
+
+
+def test_a_date_the_model_copies_from_the_catalog_reaches_the_customer_in_words(openai_settings):
+    from datetime import date
+
+    from responder.core.text import human_date
+
+    fake, settings = openai_settings
+    fake.enqueue({"reply": "Orchard Morning is out of stock right now; we expect it back on 2027-01-15.",
+                  "confidence": 0.9, "sources": ["catalog.csv#Orchard Morning"]})
+    result = ask(settings, "When will Orchard Morning be back?")
+    assert "2027-01-15" not in result["reply"]
+    assert human_date("2027-01-15", date.today()) in result["reply"], result

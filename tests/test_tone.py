@@ -209,3 +209,17 @@ def test_whatever_passes_tone_passes_the_scorer(parts, channel, frustrated, deta
 def test_never_raises(text, channel, frustrated, detail):
     result = apply_tone(text, channel=channel, frustrated=frustrated, needs_detail=detail)
     assert isinstance(result.text, str) and isinstance(result.violations, list)
+
+
+def test_iso_dates_are_written_in_words_whoever_drafted_them():
+    """A model reads the catalog's "2027-01-15" and writes it back; customers read "January 15, 2027"
+    (the year only when it isn't this one). A date inside a code or a timestamp is left alone."""
+    from datetime import date
+
+    dec_7 = date(2026, 12, 7)
+    result = apply_tone("We expect Orchard Morning back on 2027-01-15, and Winter Pine on 2026-12-20.",
+                        channel="email", frustrated=False, today=dec_7)
+    assert result.text == "We expect Orchard Morning back on January 15, 2027, and Winter Pine on December 20."
+    assert "wrote the date 2027-01-15 as 'January 15, 2027'" in result.fixes
+    for kept in ("Your code is WW-2026-12-05.", "Logged at 2026-12-05T10:00.", "Batch 2026-13-45 is fine."):
+        assert apply_tone(kept, channel="email", frustrated=False, today=dec_7).text == kept

@@ -3,7 +3,7 @@
 Runs after drafting, before the claim guard and routing: ``apply_tone`` takes the drafted body
 (greeting and signature are the channel's job) and fixes what is safe to fix — a banned opener
 dropped, "we will" contracted, markdown flattened for SMS and WhatsApp, curly quotes made GSM-7,
-whitespace collapsed, an apology put first for a frustrated customer. What it can't fix without
+whitespace collapsed, an ISO date written in words ("2026-12-05" → "December 5"), an apology put first for a frustrated customer. What it can't fix without
 changing the meaning comes back as plain-words violations ("4 sentences; the limit is 3") for
 routing to hold the reply for the owner. The offline drafter and the LLM drafter get the same rules.
 """
@@ -12,9 +12,11 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
+from datetime import date
 
 from responder.core.settings import BANNED_OPENERS
-from responder.core.text import GSM_LOOKALIKES, sms_segments, split_sentences
+from responder.core.clock import utcnow
+from responder.core.text import GSM_LOOKALIKES, human_date, sms_segments, split_sentences
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,20 @@ def _drop_openers(text: str, rules: ToneRules, fixes: list[str]) -> str:
     return head + body
 
 
+# A date as a database writes it, not inside a longer code ("WW-2026-12-05", "2026-12-05T10:00").
+ISO_DATE = re.compile(r"(?<![\w-])\d{4}-\d{2}-\d{2}(?![\w-]|:\d|T\d)")
+
+
+def _dates_in_words(text: str, today: date, fixes: list[str]) -> str:
+    """Customers read "December 5", not "2026-12-05", whoever drafted the reply."""
+    def words(m: re.Match) -> str:
+        said = human_date(m.group(0), today)
+        if said:
+            fixes.append(f"wrote the date {m.group(0)} as '{said}'")
+        return said or m.group(0)
+    return ISO_DATE.sub(words, text)
+
+
 def _collapse(text: str, plain_sms: bool) -> str:
     if plain_sms:
         return re.sub(r"\s+", " ", text).strip()
@@ -163,8 +179,9 @@ def body_of(text: str) -> str:
 
 
 def apply_tone(reply: str, *, channel: str, frustrated: bool, needs_detail: bool = False,
-               rules: ToneRules = TONE_DEFAULTS) -> ToneResult:
-    """Fix what is safe to fix in ``reply`` and list what isn't; never raises on text."""
+               rules: ToneRules = TONE_DEFAULTS, today: date | None = None) -> ToneResult:
+    """Fix what is safe to fix in ``reply`` and list what isn't; never raises on text.
+    ``today``: the shop's date, which decides whether a date needs its year."""
     text = str(reply or "").replace("\r\n", "\n").replace("\r", "\n")
     fixes: list[str] = []
     channel = (channel or "email").lower()
@@ -176,6 +193,7 @@ def apply_tone(reply: str, *, channel: str, frustrated: bool, needs_detail: bool
             text = flat
     text = _drop_openers(text, rules, fixes)
     text = _contract(text, rules, fixes)
+    text = _dates_in_words(text, today or utcnow().date(), fixes)
     if sms and any(c in GSM_LOOKALIKES for c in text):
         text = "".join(GSM_LOOKALIKES.get(c, c) for c in text)
         fixes.append("replaced curly quotes and dashes so the SMS stays GSM-7")
