@@ -32,6 +32,7 @@ from responder.core.settings import Settings
 from responder.core.templating import render
 from responder.decide import limits as cost_limits
 from responder.decide import linking, optout
+from responder.decide.greeting import checked_greeting_name
 from responder.decide.guard import check_claims
 from responder.decide.routing import Decision, RouteFacts, decide
 from responder.draft.base import Drafter, DraftRequest, DraftResult, Turn
@@ -77,6 +78,8 @@ class Work:
     signals: Signals | None = None
     earlier_turns: int = 0
     check_failures: list[str] = field(default_factory=list)
+    greet_name: str = ""      # the name the reply greets, once the guard has passed it
+    greeting_notes: list[str] = field(default_factory=list)
     draft: DraftResult | None = None
     decision: Decision | None = None
     notes: list[str] = field(default_factory=list)
@@ -215,7 +218,10 @@ def offer_instead(work: Work, retriever: Knowledge | None) -> list[dict]:
 
 
 def check(work: Work, retriever, settings: Settings) -> None:
-    """Tone fixes what is safe to fix; the guard checks every claim against the knowledge."""
+    """Tone fixes what is safe to fix; the guard checks every claim against the knowledge, and the
+    name the reply will greet (``decide.greeting``)."""
+    if work.channel == "email":
+        work.greet_name, work.greeting_notes = checked_greeting_name(work.customer.name if work.customer else "")
     draft = work.draft
     if draft is None or not draft.reply.strip():
         return
@@ -262,7 +268,8 @@ def store_outcome(work: Work, session: Session, settings: Settings) -> Draft:
     decision, result, msg = work.decision, work.draft, work.message
     status = {Route.AUTO: DraftStatus.QUEUED, Route.IGNORE: DraftStatus.CLOSED,
               Route.THROTTLED: DraftStatus.CLOSED}.get(decision.route, DraftStatus.PENDING)
-    reasons = decision.reasons + [r for r in (result.reasons if result else []) if r not in decision.reasons]
+    reasons = decision.reasons + [r for r in (result.reasons if result else []) + work.greeting_notes
+                                  if r not in decision.reasons]
     draft = Draft(message_id=msg.id, thread_id=msg.thread_id, route=decision.route, status=status,
                   text=result.reply if result else "", confidence=result.confidence if result else None,
                   reasons=reasons, sources=result.sources if result else [],
@@ -321,5 +328,5 @@ def enqueue_reply(work: Work, draft: Draft, text: str, session: Session, setting
     feedback = {vote: links.feedback_link(settings, draft.id, vote, draft.token) for vote in ("up", "down")} \
         if work.channel == "email" and kind == OutboxKind.REPLY and settings.web.public_url else None
     reply.enqueue_reply(session, settings, draft=draft, channel=work.channel, recipient=work.sender,
-                        thread_id=work.thread.id, text=text, customer_name=work.customer.name, subject=work.subject,
+                        thread_id=work.thread.id, text=text, customer_name=work.greet_name, subject=work.subject,
                         parent=work.message_id, references=work.references, kind=kind, feedback=feedback)

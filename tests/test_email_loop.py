@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import email.utils
 from types import SimpleNamespace
 
 import pytest
@@ -70,6 +71,27 @@ def test_question_gets_threaded_auto_reply(loop):
     assert out.status == "sent" and out.message_id == reply["Message-ID"]
     flags = dovecot.flags(uid)
     assert b"\\Answered" in flags and b"$Deskhand" in flags and b"\\Seen" not in flags
+
+
+def test_the_greeting_is_a_name_the_guard_passed_or_none(loop):
+    """Anyone can set From's display name: a link, or words the guard would never let a reply say
+    ("Replacement Sent"), greet "Hi,"; an Outlook "Last, First" greets the first name."""
+    ctx, dovecot, smtp = loop
+    senders = {"http://evil.example/refund-form <a@customer.test>": "Hi,\n",
+               "Replacement Sent <b@customer.test>": "Hi,\n", '"Whitfield, Helen" <c@customer.test>': "Hi Helen,\n"}
+    for sender in senders:
+        dovecot.append(customer_mail("How much is shipping to Texas?", sender=sender))
+    run_until_idle(ctx)
+    texts = {}
+    for captured in smtp.messages:
+        reply = email.message_from_bytes(captured.data, policy=email.policy.default)
+        texts[captured.rcpt_tos[0]] = reply.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert len(texts) == 3
+    for sender, greeting in senders.items():
+        text = texts[email.utils.parseaddr(sender)[1]]
+        assert text.startswith(greeting) and "$7" in text and "evil" not in text and "Replacement" not in text
+    [forged] = [d for d in rows(ctx, Draft) if any("greeted without a name" in r for r in d.reasons)]
+    assert forged.route == Route.AUTO and "promises a replacement" in " ".join(forged.reasons)
 
 
 def test_automated_mail_gets_no_reply(loop):

@@ -303,3 +303,17 @@ def test_a_discontinued_product_is_answered_with_one_of_the_same_kind_still_made
                                                  alternatives=(mugs[1],)))
     assert result.reply == ("Rope Trim Mug has been discontinued, so we can't order more. If you'd like something "
                             "similar, we still make the Harbor Mug ($38.00).")
+
+
+def test_the_greeting_passes_the_guard_with_no_knowledge_to_lean_on():
+    """A display name that looks like a name can still make the greeting promise something
+    ("Hi Refunded,", "Hi Replacement,"): the guard decides, and the reply greets "Hi," instead."""
+    from responder.decide.greeting import checked_greeting_name
+
+    assert checked_greeting_name("Helen Whitfield") == ("Helen", [])
+    assert checked_greeting_name("Amber Rose") == ("Amber", [])  # a product's word is still a name
+    assert checked_greeting_name("http://evil.example/refund-form") == ("", [])  # never looked like one
+    for forged, why in (("Replacement Sent", "promises a replacement"), ("Refunded", "promises a refund"),
+                        ("JOHN SMITH", "in capitals")):
+        name, [reason] = checked_greeting_name(forged)
+        assert name == "" and reason.startswith("greeted without a name") and why in reason, reason

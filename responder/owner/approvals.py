@@ -27,6 +27,7 @@ from responder.core.models import (
     Thread,
 )
 from responder.core.settings import Settings
+from responder.decide.greeting import checked_greeting_name
 from responder.owner.lessons import propose
 from responder.send import reply
 
@@ -155,5 +156,6 @@ def enqueue_reply(session: Session, settings: Settings, draft: Draft, text: str)
     parent = None if msg.provider_id.startswith("sha256:") else msg.provider_id  # texts: reply ignores it
     reply.enqueue_reply(session, settings, draft=draft, channel=msg.channel, recipient=msg.sender,
                         thread_id=thread.id if thread else None, text=text,
-                        customer_name=customer.name if customer else "", subject=msg.subject, parent=parent,
+                        customer_name=checked_greeting_name(customer.name if customer else "")[0],
+                        subject=msg.subject, parent=parent,
                         references=msg.references or [], automatic=False)
