@@ -289,7 +289,8 @@ def store_outcome(work: Work, session: Session, settings: Settings) -> Draft:
         # Asking the same question again is a reason to hurry, not proof of anger: no "it's frustrating".
         asked_again = frustrated and signals.frustration_reasons == [REPEAT_REASON]
         holding = render("replies/holding.txt.j2", owner_name=settings.store.owner_name, frustrated=frustrated,
-                         asked_again=asked_again, wants_human=bool(signals and signals.wants_human)).strip()
+                         asked_again=asked_again, wants_human=bool(signals and signals.wants_human),
+                         about_order=bool(signals and signals.about_order)).strip()
         enqueue_reply(work, draft, holding, session, settings, kind=OutboxKind.HOLDING)
     msg.status, msg.processed_at, msg.last_error = MessageStatus.PROCESSED, utcnow(), None
     msg.next_attempt_at = None

@@ -173,6 +173,20 @@ def test_uidvalidity_change_resyncs_without_reanswering(loop):
     assert cursor.uidvalidity == dovecot.uidvalidity()
 
 
+def test_a_message_about_one_order_goes_to_the_owner_not_the_faq(loop):
+    """"Can I change the address on order #1046?" has an FAQ neighbour (changing an order within
+    the hour); only the order's data can answer it, so Maya gets it and the customer is told."""
+    ctx, dovecot, smtp = loop
+    dovecot.append(customer_mail("I typed the wrong shipping address, can I change it? Order #1046",
+                                 subject="address"))
+    run_until_idle(ctx)
+    [draft] = rows(ctx, Draft)
+    assert draft.route == Route.HANDOFF and draft.reasons[0].startswith("about a particular order (an order number)")
+    [holding] = smtp.messages
+    body = holding.message().get_body(("plain",)).get_content()
+    assert "Maya, who can look up your order" in body and "within" not in body
+
+
 def test_handoff_and_review_are_parked(loop):
     ctx, dovecot, smtp = loop
     dovecot.append(customer_mail("I want to talk to a real person please", sender="a@customer.test"))

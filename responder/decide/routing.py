@@ -89,6 +89,12 @@ def is_sensitive(f: RouteFacts) -> str | None:
     return "a topic for the owner: " + "; ".join(s.sensitive) if s is not None and s.sensitive else None
 
 
+def about_an_order(f: RouteFacts) -> str | None:
+    """Only the order's own data can answer it; until an order source says, the owner does."""
+    s = f.signals
+    return f"{s.about_order}: only the order's data can answer this" if s is not None and s.about_order else None
+
+
 def too_long_unresolved(f: RouteFacts) -> str | None:
     if f.customer_turns > f.max_turns:
         return f"{f.customer_turns} customer messages in this thread without resolution"
@@ -172,6 +178,7 @@ RULES: list[tuple[Rule, str]] = [
     (wants_human, Route.HANDOFF),
     (is_frustrated, Route.HANDOFF),
     (is_sensitive, Route.HANDOFF),
+    (about_an_order, Route.HANDOFF),
     (too_long_unresolved, Route.HANDOFF),
     (needs_no_reply, Route.IGNORE),
     (is_empty, Route.REVIEW),

@@ -6,7 +6,8 @@ customer messages, and returns a frozen :class:`Signals` that is stored with the
 by routing: frustrated customers, requests for a person, sensitive topics and prompt-injection
 attempts go to the owner, with each reason in plain words. Nothing here blocks or raises: any
 text (any script, 100 kB pastes, control characters, nothing at all) gives a ``Signals``.
-Helpers: ``responder.understand.frustration``, ``responder.understand.language`` and ``responder.understand.injection``; the heavy detectors (VADER,
+Helpers: ``responder.understand.frustration``, ``responder.understand.language``,
+``responder.understand.injection`` and ``responder.understand.orders``; the heavy detectors (VADER,
 py3langid) load once, lazily, under a lock.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from responder.understand.frustration import (
     score_frustration,
 )
 from responder.understand.injection import injection_attempt
+from responder.understand.orders import about_an_order
 from responder.understand.language import (
     UNDETERMINED,
     _load,
@@ -42,7 +44,7 @@ DEFAULT_LANGUAGES = ("en",)
 # Topics that always go to the owner: topic -> regexes (case-insensitive, searched anywhere).
 DEFAULT_SENSITIVE_PATTERNS: dict[str, list[str]] = {
     "chargeback/dispute": [
-        r"\bcharge\s?-?backs?\b", r"\bdispute (?:the|this|my|a) (?:charge|payment|transaction)",
+        r"\bcharge\s?-?backs?\b", r"\bdisput\w* (?:the|this|my|a|that) (?:charge|payment|transaction)",
         r"\b(?:open|file|raise)\w* an? (?:dispute|(?:paypal|bank|card) (?:claim|case))\b(?: with \w+)?",
         r"\b(?:claim|case) with (?:paypal|my bank|the bank|my card|my credit card|visa|amex|mastercard|klarna)\b",
         r"\b(?:paypal|bank|card) (?:dispute|claim)\b", r"\breverse (?:the|this|my) (?:charge|payment)",
@@ -133,11 +135,13 @@ class Signals:
     paste_start: int | None = None         # index in the given text where a pasted email begins
     sensitive: list[str] = field(default_factory=list)   # e.g. "safety: 'caught fire'"
     injection: str | None = None           # e.g. "prompt injection: 'ignore previous instructions'"
+    about_order: str | None = None         # e.g. "about a particular order (an order number): 'order #1044'"
     failed: str | None = None              # the detectors raised: nothing above was checked (fail closed)
 
     def reasons(self) -> list[str]:
         """Every signal that is set, in plain words, for the owner."""
-        out = [*filter(None, (self.failed,)), *self.sensitive, *filter(None, (self.wants_human, self.injection))]
+        out = [*filter(None, (self.failed,)), *self.sensitive,
+               *filter(None, (self.wants_human, self.injection, self.about_order))]
         if self.is_frustrated:
             out.append(f"frustrated ({self.frustration:.2f}): " + "; ".join(self.frustration_reasons))
         if not self.language_supported:
@@ -292,7 +296,8 @@ def _compute(text, *, subject, channel, earlier, settings: Settings | Mapping | 
         language_supported=lang == UNDETERMINED or lang in config.languages, acknowledgement=ack,
         emoji_only=emoji_only(main), gibberish=is_gibberish(main),
         long_paste=len(raw) > config.long_paste_chars or start is not None, paste_start=start,
-        sensitive=sensitive_topics(words, config), injection=injection_attempt(words))
+        sensitive=sensitive_topics(words, config), injection=injection_attempt(words),
+        about_order=about_an_order(asked))
 
 
 def warm_up(languages=DEFAULT_LANGUAGES) -> None:
