@@ -12,6 +12,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import lru_cache
 
 from sqlmodel import Session, func, select
 
@@ -32,6 +33,7 @@ from responder.core.settings import Settings
 from responder.core.templating import render
 from responder.decide import limits as cost_limits
 from responder.decide import linking, optout
+from responder.decide.answerability import knowledge_text, unanswered
 from responder.decide.greeting import checked_greeting_name
 from responder.decide.guard import check_claims
 from responder.decide.routing import Decision, RouteFacts, decide
@@ -51,6 +53,7 @@ from responder.understand.conversation import (
 )
 from responder.understand.frustration import REPEAT_REASON
 from responder.understand.normalize import normalize
+from responder.understand.question import goods_words, questions
 from responder.understand.signals import Signals, compute_signals
 
 log = logging.getLogger("deskhand.pipeline")
@@ -131,7 +134,7 @@ def process_message(*, session: Session, message: Message, settings: Settings, d
         if budget := cost_limits.budget_note(session, settings):  # today's model spend is used up
             work.limits.append(budget)
             drafter = drafter.offline
-        draft_reply(work, session, drafter, retriever)
+        draft_reply(work, session, drafter, retriever, settings)
         check(work, retriever, settings)
     route(work, session, settings)
     return store_outcome(work, session, settings)
@@ -173,6 +176,8 @@ def product_in_context(work: Work, session: Session, retriever) -> str | None:
     customer's: the history is this thread's only)."""
     if not ANAPHOR.search(work.text):
         return None
+    if work.channel == "email" and work.subject and (key := retriever.product_in(work.subject)):
+        return key  # Subject "Yellow Wool Jumper", "how easy is it to clean?"
     earlier = thread_history(session=session, thread_id=work.thread.id, before_id=work.message.id)
     if work.channel != "email":
         # A text may follow up the same customer's email or other chat ("I ordered the blue one" by
@@ -195,7 +200,8 @@ def retrieve(work: Work, retriever, session: Session | None = None) -> None:
     work.knowledge_empty = not retriever.index.entries
 
 
-def draft_reply(work: Work, session: Session, drafter: Drafter, retriever: Knowledge | None = None) -> None:
+def draft_reply(work: Work, session: Session, drafter: Drafter, retriever: Knowledge | None = None,
+                settings: Settings | None = None) -> None:
     if drafter.wants_examples and retriever is not None:  # tone, never facts
         work.hits += retriever.search(question_of(work)[:MAX_DRAFT_INPUT], k=3, kinds=("example",))
     history = thread_history(session=session, thread_id=work.thread.id, before_id=work.message.id)
@@ -203,10 +209,25 @@ def draft_reply(work: Work, session: Session, drafter: Drafter, retriever: Knowl
                            channel=work.channel, customer_name=work.customer.name, hits=tuple(work.hits),
                            knowledge_empty=work.knowledge_empty,
                            alternatives=tuple(offer_instead(work, retriever)),
+                           goods=goods_of(retriever, settings),
                            history=tuple(Turn(m.direction, m.new_text or m.text) for m in history))
     # A backend that raises fails the whole unit: the job retries it and, after
     # max_process_attempts, quarantines it with the error (never a silent skip).
     work.draft = drafter.draft(request)
+
+
+@lru_cache(maxsize=4)
+def _goods(version: str, names: tuple[str, ...]) -> frozenset[str]:
+    return goods_words(list(names))
+
+
+def goods_of(retriever: Knowledge | None, settings: Settings | None = None) -> frozenset[str]:
+    """The words the shop's goods go by (product names, types and tags, the shop's own name: "Wick &
+    Willow Candle Co." sells candles), for this version of the knowledge."""
+    if retriever is None:
+        return frozenset()
+    said = [p.get(k, "") for p in retriever.facts().catalog for k in ("name", "type", "tags", "category")]
+    return _goods(retriever.version, tuple(sorted(set(said))) + ((settings.store.name,) if settings else ()))
 
 
 def offer_instead(work: Work, retriever: Knowledge | None) -> list[dict]:
@@ -228,7 +249,7 @@ def check(work: Work, retriever, settings: Settings) -> None:
     frustrated = bool(work.signals and work.signals.is_frustrated)
     today = utcnow().astimezone(settings.tz).date()
     toned = apply_tone(draft.reply, channel=work.channel, frustrated=frustrated, rules=rules_for(settings.tone),
-                       today=today)
+                       today=today, needs_detail=len(questions(work.text)) > 1)  # each question its answer
     draft.reply = toned.text
     work.check_failures = [f"tone: {v}" for v in toned.violations]
     facts = retriever.facts()
@@ -236,6 +257,10 @@ def check(work: Work, retriever, settings: Settings) -> None:
                                         policies_text=facts.policies, customer_text=work.text, customer_address=work.sender,
                                         today=today,
                                         store_facts=facts.store)
+    if work.signals is None or work.signals.language in ("en", "und"):  # the check reads English
+        names = tuple(h.facts["name"] for h in work.hits if h.kind == "product" and h.facts.get("name"))
+        work.check_failures += unanswered(work.text or work.subject, draft.reply, names=names,
+                                          knowledge=knowledge_text(facts), goods=goods_of(retriever, settings))
 
 
 def route(work: Work, session: Session, settings: Settings) -> None:

@@ -288,6 +288,7 @@ def test_a_shopify_export():
     assert apron.source == "products_export_1.csv#JL-APR-R-NAT" and apron.title == "Linen Apron"
     assert apron.facts == {
         "sku": "JL-APR-R-NAT", "name": "Linen Apron", "price": "48.00", "status": "active",
+        "inventory": "15",  # every variant tracked: units on hand
         "description": "Stonewashed European flax linen with deep pockets & a cross-back strap. "
                        "- Adjustable neck strap - Machine washable",
         "vendor": "Juniper Linen", "type": "Apron", "tags": "gift, kitchen, linen",

@@ -119,6 +119,13 @@ class Claims:
         return self.hit_products[0] if len(self.hit_products) == 1 and not same_sentence else None
 
 
+def own_prices(product: dict) -> list:
+    """A product's prices: its price, each variant's ("Large: $15.99"), and the regular price of a sale."""
+    raw = [product.get("price"), product.get("compare_at_price"),
+           *re.findall(r"\$\s?(\d[\d,]*(?:\.\d+)?)", product.get("variants") or "")]
+    return [v for r in raw if r and (v := decimal_of(str(r).replace(",", ""))) is not None]
+
+
 def check_figures(c: Claims) -> list[str]:
     """Prices, quantities, durations, percentages and dates are in the knowledge; nothing lasts "forever"."""
     reasons = []
@@ -130,7 +137,7 @@ def check_figures(c: Claims) -> list[str]:
             own = [m[2] for m in c.mentions if a <= m[0] < b] or c.hit_products + [m[2] for m in c.mentions]
             money = [k for k in c.known if k.unit == "money"]
         if claim.kind == "price":
-            prices = [Claim("price", "money", v, v) for p in own if (v := decimal_of(p.get("price"))) is not None]
+            prices = [Claim("price", "money", v, v) for p in own for v in own_prices(p)]
             said = [f"${price:.2f}".replace(".00", "")] if named and (price := decimal_of(named.get("price"))) else []
             if covered(claim, money + prices):
                 continue

@@ -23,6 +23,8 @@ class DraftRequest:
     # In-stock products of the same kind as a discontinued one the question names (catalog rows),
     # to offer instead (``catalog.alternatives``).
     alternatives: tuple[dict, ...] = ()
+    # Stems of the words the shop's product names use (``understand.question.goods_words``).
+    goods: frozenset[str] = frozenset()
 
 
 @dataclass

@@ -1,102 +1,90 @@
 """The offline drafter: answers from retrieved knowledge with no model and no network.
 
-Runs after retrieval. A product question gets the asked-for attribute from the catalog row in a
-sentence of its own ("How big is X?" -> its capacity and dimensions), what its status allows us
-to say, and the facts a customer asks next (size -> weight and colors). A FAQ or policy question
-gets the section's sentences that speak to the question, not the whole section. A question the
-knowledge does not speak to (best similarity below ``MIN_SIMILARITY``) gets no answer and a
-reason, never a guess.
+Runs after retrieval. Each question of the message (``understand.question.questions``) gets its
+own answer, from the hit whose answer speaks to everything that question asks (the best-ranked
+such hit): a product's facts (``responder.draft.product``) or the sentences of a FAQ or policy
+section that speak to the question, not the whole section. "Do you ship to Canada, and how long
+does it take? Also, is the shirt cotton?" is answered in three parts. A question no hit answers
+gets "I don't know that one; I've asked <owner>" and a reason naming what is missing, and the
+draft waits; so does one whose best knowledge is below ``MIN_SIMILARITY``: never a guess, never
+a neighbouring answer.
 """
 from __future__ import annotations
 
 import re
-from datetime import date
+from dataclasses import dataclass, field
 
 from responder.core.clock import utcnow
 from responder.core.settings import Settings
-from responder.core.text import human_date
 from responder.draft.base import DraftRequest, DraftResult
+from responder.draft.product import asks_about_product, product_answer
+from responder.understand.question import (
+    Term,
+    asked,
+    context,
+    covers,
+    missing,
+    questions,
+    stem,
+    terms,
+    vocabulary,
+    words,
+)
 
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
-WORD = re.compile(r"[a-z0-9]+")
 MIN_SIMILARITY = 0.30   # below: the knowledge does not speak to the question
 SURE_SIMILARITY = 0.60  # at or above: as sure as this drafter gets
-AVAILABILITY = {
-    "active": "It's in stock.",
-    "out_of_stock": "It's out of stock right now.",
-    "preorder": "It's available for pre-order, so it isn't in stock yet.",
-    "discontinued": "It's been discontinued, so we can't order more.",
-}
-# What a question asks about a product: (cue words, columns that answer it, columns offered next).
-ASKS = [
-    (r"\b(big|large|size|tall|wide|height|width|dimension|measure|hold|capacity|fit|small)", (
-        "capacity", "size", "dimensions"), ("weight", "colors")),
-    (r"\b(weigh|heavy|weight)", ("weight",), ("dimensions",)),
-    (r"\b(colou?rs?|shade|finish)\b", ("colors",), ()),
-    (r"\b(burn|last|hours)\b", ("burn_time",), ()),
-    (r"\b(smell|scent|notes|fragrance)", ("scent_notes",), ()),
-    (r"\b(made of|material|wax|ingredient)", ("materials",), ()),
-    (r"\b(price|cost)\b|\bhow much (?:is|are|for|do|does \S+ cost)\b(?!.*\b(?:hold|weigh))", ("price",), ()),
-]
-PHRASES = {
-    "capacity": "{name} holds {v}.", "size": "{name} is the {v} size.", "dimensions": "It's {v}.",
-    "weight": "It weighs {v}.", "colors": "It comes in {v}.", "burn_time": "{name} burns for about {v}.",
-    "scent_notes": "It smells of {v}.", "materials": "It's made of {v}.", "price": "{name} is ${v}.",
-}
-AVAILABILITY_CUE = re.compile(r"\b(stock|available|have|still|order|buy|get|sell)\b")
-MAX_FACTS = 3  # sentences of product facts; the availability sentence may follow
-STOP = set("a an the is are do does can i you your my me we our it this that of to in on for and or "
-           "what how when where which will would could should be with any there".split())
+ANSWERED = 0.85         # confidence when the evidence speaks to every word of every question
+BARE = re.compile(r"^(?:yes|no|yep|nope|sure)[.!]?$", re.I)
+EXCEPTION = re.compile(r"\b(?:not|never|except|only|but|unless|n't)\b|n't\b", re.I)
 
 
-def asks_about_product(question: str) -> bool:
-    """Whether a question asks for a catalog attribute, a price or availability at all."""
-    lowered = question.lower()
-    return any(re.search(cue, lowered) for cue, _, _ in ASKS) or bool(AVAILABILITY_CUE.search(lowered))
+@dataclass
+class Answer:
+    question: str
+    text: str = ""
+    source: str = ""
+    similarity: float = 0.0
+    gaps: list[Term] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    found: bool = True      # the product row holds the asked-for attribute
+    named: bool = False
 
 
-def product_answer(facts: dict[str, str], question: str, today: date | None = None) -> tuple[str, bool, list[str]]:
-    """The reply, whether the question's attribute was found in the row, and what the owner
-    should check (a restock date that has already passed is never promised)."""
-    today = today or utcnow().date()
-    notes: list[str] = []
-    name, lowered = facts.get("name", "That product"), question.lower()
-    asked, offered, found = [], [], False
-    for cue, columns, extra in ASKS:
-        if re.search(cue, lowered):
-            present = [c for c in columns if facts.get(c)]
-            found = found or bool(present)
-            asked += present
-            offered += [c for c in extra if facts.get(c)]
-    sentences = []
-    for column in list(dict.fromkeys(asked + [c for c in offered if c not in asked]))[:MAX_FACTS]:
-        sentences.append(PHRASES.get(column, "{name}: {v}.").format(name=name, v=facts[column]))
-    status = facts.get("status", "")
-    if status == "discontinued" and not asked:  # what matters is that it's gone, not what it cost
-        return f"{name} has been discontinued, so we can't order more.", True, notes
-    if not asked and facts.get("price"):
-        sentences.append(PHRASES["price"].format(name=name, v=facts["price"]))
-    if status != "active" or not asked or AVAILABILITY_CUE.search(lowered):
-        sentences.append(AVAILABILITY.get(status, "I'll check whether it's available."))
-        restock = facts.get("restock_date", "")
-        if status in ("out_of_stock", "preorder") and human_date(restock, today):
-            if restock[:10] >= today.isoformat():
-                sentences.append(f"We expect it on {human_date(restock, today)}.")
-            else:
-                notes.append(f"the catalog's restock date for {name} ({restock}) has passed: check when it's due")
-    return " ".join(sentences), found or not asked, notes
-
-
-def relevant_sentences(body: str, question: str, limit: int = 3) -> str:
-    """The section's sentences that share words with the question, in their order; the first
-    sentence always leads, since it usually answers the heading's question."""
+def relevant_sentences(body: str, question: str, limit: int = 3, names: tuple[str, ...] = (),
+                       prefer: tuple[str, ...] = ()) -> str:
+    """The section's sentences that answer the question, in their order: the first (it answers the
+    heading's question), those that speak to every word the question asks about, preferring the
+    ones that also name what it names ("the gold rim cup": the sentence about gold luster, not the
+    general rule), then those sharing most words with it. A bare "Yes." leads only the sentence
+    it introduces, and never an exception ("not microwave safe")."""
     sentences = [s.strip() for s in SENTENCE.split(body.strip()) if s.strip()]
-    if len(sentences) <= limit:
+    if len(sentences) <= limit and not (BARE.match(sentences[0]) and EXCEPTION.search(body)):
         return " ".join(sentences)
-    words = {w for w in WORD.findall(question.lower()) if w not in STOP}
-    scored = sorted(range(1, len(sentences)), key=lambda i: -len(words & set(WORD.findall(sentences[i].lower()))))
-    keep = sorted([0] + scored[:limit - 1])
-    return " ".join(sentences[i] for i in keep)
+    # product words included (the question's and the products it's about): a sentence naming them is the more specific
+    everything = asked(question) + terms(" ".join(prefer))
+    open_terms, picked = asked(question, names=names), []
+    while open_terms and len(picked) < limit:
+        i = max(range(len(sentences)), key=lambda i: (sum(covers(t, sentences[i]) for t in open_terms),
+                                                      sum(covers(t, sentences[i]) for t in everything), -i))
+        if i in picked or not any(covers(t, sentences[i]) for t in open_terms):
+            break
+        picked.append(i)
+        open_terms = [t for t in open_terms if not covers(t, sentences[i])]
+    bare = BARE.match(sentences[0])
+    kept = list(picked) + ([] if bare or 0 in picked or len(picked) >= limit else [0])
+    for i in sorted(range(1, len(sentences)), key=lambda i: -sum(covers(t, sentences[i]) for t in everything)):
+        if len(kept) >= limit or not any(covers(t, sentences[i]) for t in everything):
+            break
+        kept += [] if i in kept else [i]
+    kept = kept[:limit]
+    if bare and limit > 1 and 1 in kept[:limit - 1] and not EXCEPTION.search(" ".join(sentences[i] for i in kept)):
+        kept = kept[:limit - 1] + [0]  # "Yes." with the sentence it introduces, within the limit
+    return " ".join(sentences[i] for i in sorted(set(kept)))
+
+
+def body_of(hit) -> str:
+    return hit.text.split("\n", 1)[1] if hit.text.startswith(hit.title) and "\n" in hit.text else hit.text
 
 
 class OfflineDrafter:
@@ -119,31 +107,104 @@ class OfflineDrafter:
             return DraftResult("", 0.0, reasons=["nothing in the knowledge matches the question"],
                                backend=self.name)
         best = hits[0]
-        if best.kind == "product" and not asks_about_product(request.text):
-            # "Can the pasta bowls go in the dishwasher?" names a product but asks the FAQ.
-            documents = [h for h in hits if h.kind != "product" and h.similarity >= MIN_SIMILARITY]
-            best = documents[0] if documents else best
-        if best.similarity < MIN_SIMILARITY and not getattr(best, "named", False):
+        if best.similarity < MIN_SIMILARITY and not best.named:
             return DraftResult("", round(best.similarity, 3), [best.source],
                                [f"no knowledge above {MIN_SIMILARITY:.2f} similarity "
                                 f"(best: {best.source} at {best.similarity:.2f})"], self.name)
-        confidence = min(1.0, 0.5 + 0.5 * (best.similarity - MIN_SIMILARITY) / (SURE_SIMILARITY - MIN_SIMILARITY))
-        reasons: list[str] = []
-        if best.kind == "product":
+        qs = questions(request.text)[:4]
+        if not qs:  # a statement ("I'm looking at the yellow sofa"): what the knowledge says of what it names
+            best = next((h for h in hits if h.named and h.kind == "product"), best)
+            answer = self.render(best, "" if best.kind == "product" else request.text or request.subject, request)
+            return self.combine([answer], request, checked=False)
+        around = terms(context(request.text))  # "my order arrived with a torn seam": what the questions are about
+        topic = terms(request.subject) if request.channel == "email" else []  # the subject: "returns"
+        answers: list[Answer] = []
+        for q in qs:
+            # "…ship to Canada, and how long does it take?": "it" is the answer before's topic.
+            after = answers[-1].source if answers and not any(not t.kind for t in terms(q)) else None
+            answers.append(self.answer(q, hits, request, limit={1: 3, 2: 2}.get(len(qs), 1), after=after, around=around,
+                                       topic=topic))
+        return self.combine(answers, request)
+
+    def answer(self, question: str, hits: list, request: DraftRequest, limit: int = 3,
+               after: str | None = None, around: list[Term] = (), topic: list[Term] = ()) -> Answer:
+        """The best answer to one question: fewest unanswered words, then the best-ranked hit."""
+        names = tuple(h.facts["name"] for h in hits if h.kind == "product" and h.facts.get("name"))
+        product_question = asks_about_product(question)
+        # The product the customer names (or the one the conversation is about) is the one answered for.
+        named = any(h.named for h in hits if h.kind == "product")
+        known = vocabulary(*(h.text for h in hits))  # a place these name ("Canada") must be answered
+        # A section that speaks of what the named product is ("wool" for the Yellow Wool Jumper) is the one for it.
+        of_named = [t for t in terms(" ".join(h.facts.get("name", "") for h in hits if h.kind == "product" and h.named))
+                    if t.group]
+        best: tuple | None = None
+        for rank, hit in enumerate(hits):
+            if hit.similarity < MIN_SIMILARITY and not hit.named or named and hit.kind == "product" and not hit.named:
+                continue
+            answer = self.render(hit, question, request, names, limit)
+            if not answer.text:
+                continue
+            answer.gaps = missing(question, answer.text, names=names + ((hit.facts.get("name", ""),)
+                                                                        if hit.kind == "product" else ()),
+                                  kinds_of_goods=request.goods, known=known)
+            if hit.kind == "product":  # "the Winter Pine candle": the product's own answer is about a candle
+                answer.gaps = [t for t in answer.gaps if t.kind or t.stem not in request.goods]
+            # "Can the pasta bowls go in the dishwasher?" names a product but asks the FAQ.
+            off_topic = hit.kind == "product" and not product_question and not answer.found
+            heading = {stem(w) for w in words(hit.title)}
+            # The heading about what is asked: "Returns" for the return policy (or a mail about "returns").
+            titled = sum(t.stem in heading for t in terms(question, names=names)) + \
+                (sum(t.stem in heading for t in topic) / (2 * max(1, len(heading))) if hit.kind != "product" else 0)
+            about = sum(covers(t, hit.text) for t in around) + sum(covers(t, hit.text) for t in of_named)
+            key = (len(answer.gaps) + off_topic, hit.source != after, -about, not hit.named, -titled, rank)
+            if best is None or key < best[0]:
+                best = (key, answer)
+        return best[1] if best else Answer(question, gaps=[Term(question, question, "")])
+
+    def render(self, hit, question: str, request: DraftRequest, names: tuple[str, ...] = (), limit: int = 3) -> Answer:
+        answer = Answer(question, source=hit.source, similarity=hit.similarity, named=hit.named)
+        if hit.kind == "product":
             today = utcnow().astimezone(self.settings.tz).date() if self.settings else utcnow().date()
-            reply, found, notes = product_answer(best.facts, request.text, today)
-            if best.facts.get("status") == "discontinued" and request.alternatives:
+            answer.text, answer.found, answer.notes = product_answer(hit.facts, question, today, request.text)
+            if hit.facts.get("status") == "discontinued" and request.alternatives:
                 other = request.alternatives[0]
-                reply += f" If you'd like something similar, we still make the {other['name']} (${other['price']})."
-            if notes:
-                confidence = min(confidence, 0.5)
-                reasons += notes
-            if getattr(best, "named", False):
-                confidence = max(confidence, 0.85)
-            if not found:
-                confidence = min(confidence, 0.5)
-                reasons.append(f"the catalog row for {best.facts.get('name', best.source)} doesn't say that")
+                answer.text += f" If you'd like something similar, we still make the {other['name']} (${other['price']})."
+            if not answer.found:
+                answer.notes.append(f"the catalog row for {hit.facts.get('name', hit.source)} doesn't say that")
         else:
-            body = best.text.split("\n", 1)[1] if best.text.startswith(best.title) and "\n" in best.text else best.text
-            reply = relevant_sentences(body, request.text)
-        return DraftResult(reply, round(max(0.0, confidence), 3), [best.source], reasons, self.name)
+            prefer = tuple(h.facts.get("name", "") for h in request.hits if h.kind == "product" and h.named)
+            answer.text = relevant_sentences(body_of(hit), question, limit=limit, names=names, prefer=prefer)
+        return answer
+
+    def combine(self, answers: list[Answer], request: DraftRequest, checked: bool = True) -> DraftResult:
+        """One reply from the answers; a part nothing answers is said honestly, and the draft waits."""
+        owner = self.settings.store.owner_name if self.settings else "the owner"
+        parts, reasons, sources, unanswered = [], [], [], 0
+        for a in answers:
+            if a.gaps or not a.text:
+                said = ", ".join(f"'{t.word}'" for t in a.gaps if not t.kind) or \
+                       ", ".join(f"{t.kind} ('{t.word}')" for t in a.gaps)
+                reasons.append(f"nothing in the knowledge answers \"{a.question[:80]}\"" + (f" ({said})" if said else ""))
+                unanswered += 1
+                continue
+            fresh = [x for x in SENTENCE.split(a.text) if x and not any(x in p for p in parts)]
+            if fresh:
+                parts.append(" ".join(fresh))
+            sources.append(a.source)
+            reasons += a.notes
+        if not parts:  # for the owner to start from: the nearest knowledge, marked as not an answer
+            nearest = next((a for a in answers if a.text), None)
+            return DraftResult(nearest.text if nearest else "", 0.2, [nearest.source] if nearest else [], reasons,
+                               self.name)
+        if unanswered:
+            parts.append(f"I don't know the answer to the rest, so I've asked {owner}.")
+        similarity = min(a.similarity for a in answers if a.text and not a.gaps)
+        confidence = min(1.0, 0.5 + 0.5 * (similarity - MIN_SIMILARITY) / (SURE_SIMILARITY - MIN_SIMILARITY))
+        if checked and not reasons and not unanswered:
+            confidence = max(confidence, ANSWERED)
+        if any(a.named for a in answers if not a.gaps):
+            confidence = max(confidence, 0.85)
+        if reasons:
+            confidence = min(confidence, 0.5)
+        return DraftResult(" ".join(parts), round(max(0.0, confidence), 3), list(dict.fromkeys(sources)), reasons,
+                           self.name)

@@ -14,9 +14,14 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 
-from responder.core.settings import BANNED_OPENERS
 from responder.core.clock import utcnow
-from responder.core.text import GSM_LOOKALIKES, human_date, sms_segments, split_sentences
+from responder.core.settings import BANNED_OPENERS
+from responder.core.text import (
+    GSM_LOOKALIKES,
+    human_date,
+    sms_segments,
+    split_sentences,
+)
 
 
 @dataclass(frozen=True)

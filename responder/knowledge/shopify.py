@@ -3,7 +3,8 @@
 ``products.read_products`` hands a CSV here when its header looks like a Shopify export (classic
 ``Handle``/``Variant SKU`` headers or the newer ``URL handle``/``SKU`` ones). Rows are grouped by
 handle: name from Title, SKU of the first variant (or the handle), the lowest variant price,
-each variant in ``variants``, option values under the option's name, Body (HTML) as plain text.
+each variant in ``variants``, a sale's regular price (Compare At) in ``compare_at_price``,
+the units on hand when every variant is tracked in ``inventory``, option values under the option's name, Body (HTML) as plain text.
 Status active/archived become active/discontinued, drafts and unpublished products are skipped;
 every tracked variant at zero stock that may not be oversold makes the product out_of_stock.
 Internal columns (cost, barcode, SEO, images, Google Shopping) stay out.
@@ -27,6 +28,7 @@ SHOPIFY = {  # our field: the normalized Shopify column names, classic export fi
     "vendor": ("vendor",), "type": ("type",), "tags": ("tags",), "category": ("product_category",),
     "published": ("published", "published_on_online_store"), "status": ("status",),
     "sku": ("variant_sku", "sku"), "price": ("variant_price", "price"),
+    "compare_at": ("variant_compare_at_price", "compare_at_price"),
     "qty": ("variant_inventory_qty", "inventory_quantity"),
     "tracker": ("variant_inventory_tracker", "inventory_tracker"),
     "policy": ("variant_inventory_policy", "continue_selling_when_out_of_stock"),
@@ -70,9 +72,14 @@ def _shopify_product(name: str, handle: str, rows: list[tuple[int, dict]], warni
         return None
     variants = [(line, r) for line, r in rows if r["sku"] or r["price"] or r["option1_value"]]
     facts = {"sku": next((r["sku"] for _, r in variants if r["sku"]), handle), "name": first["title"]}
-    prices, described, sold_out, currency = [], [], [], ""
+    prices, described, sold_out, currency, was, stock = [], [], [], "", {}, []
     for line, r in variants:
         parsed = parse_price(r["price"]) if r["price"] else None
+        regular = parse_price(r["compare_at"]) if r["compare_at"] else None
+        on_sale = bool(parsed and regular and Decimal(regular[0]) > Decimal(parsed[0]))
+        if on_sale:
+            was[Decimal(parsed[0])] = regular[0]
+        stock.append(_quantity(r))
         if r["price"] and not parsed:
             warnings.append(f"{name} line {line}: variant price {r['price']!r} of {handle} is not a price; ignored")
         if parsed:
@@ -82,12 +89,17 @@ def _shopify_product(name: str, handle: str, rows: list[tuple[int, dict]], warni
         options = [r[f"option{i}_value"] for i in (1, 2, 3) if r[f"option{i}_value"]]
         label = " / ".join(options) if options and options != ["Default Title"] else first["title"]
         money = (f"{parsed[0]} {parsed[1]}" if parsed[1] else f"${parsed[0]}") if parsed else "no price"
-        notes = ", ".join(n for n in (f"SKU {r['sku']}" if r["sku"] else "", "sold out" if sold_out[-1] else "") if n)
+        notes = ", ".join(n for n in (f"SKU {r['sku']}" if r["sku"] else "", f"regular price ${regular[0]}" if on_sale
+                                      else "", "sold out" if sold_out[-1] else "") if n)
         described.append(f"{label}: {money}" + (f" ({notes})" if notes else ""))
     if prices:
         facts["price"] = str(min(prices))
+        if min(prices) in was:  # Compare-at above the price: on sale, and the regular price a customer saw
+            facts["compare_at_price"] = was[min(prices)]
     else:
         warnings.append(f"{where}: {handle} has no variant price; kept without a price")
+    if stock and None not in stock:  # every variant tracked: how many we can sell
+        facts["inventory"] = str(sum(stock))
     facts["status"] = "out_of_stock" if status == "active" and variants and all(sold_out) else status
     if currency:
         facts["currency"] = currency
@@ -136,6 +148,16 @@ def _sold_out(variant: dict) -> bool:
         quantity = None
     oversell = variant["policy"].strip().lower() in ("continue", "true", "yes")
     return variant["tracked"] and quantity is not None and quantity <= 0 and not oversell
+
+
+def _quantity(variant: dict) -> int | None:
+    """Units on hand when Shopify tracks them and won't oversell; None when the count means nothing."""
+    if not variant["tracker"] or variant["policy"].strip().lower() in ("continue", "true", "yes"):
+        return None
+    try:
+        return max(0, int(float(variant["qty"])))
+    except ValueError:
+        return None
 
 
 def _grams(raw: str) -> str | None:

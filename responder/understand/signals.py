@@ -27,7 +27,6 @@ from responder.understand.frustration import (
     score_frustration,
 )
 from responder.understand.injection import injection_attempt
-from responder.understand.orders import about_an_order
 from responder.understand.language import (
     UNDETERMINED,
     _load,
@@ -37,6 +36,7 @@ from responder.understand.language import (
     is_gibberish,
     normalize_languages,
 )
+from responder.understand.orders import about_an_order
 
 log = logging.getLogger("deskhand.signals")
 
