@@ -53,6 +53,7 @@ from responder.understand.conversation import (
 )
 from responder.understand.frustration import REPEAT_REASON
 from responder.understand.normalize import normalize
+from responder.understand.orders import reports_a_problem
 from responder.understand.question import goods_words, questions
 from responder.understand.signals import Signals, compute_signals
 
@@ -313,7 +314,12 @@ def store_outcome(work: Work, session: Session, settings: Settings) -> Draft:
         frustrated = bool(signals and signals.is_frustrated)
         # Asking the same question again is a reason to hurry, not proof of anger: no "it's frustrating".
         asked_again = frustrated and signals.frustration_reasons == [REPEAT_REASON]
+        # Upset without reaching the frustration threshold (ALL CAPS, a swear word, a chargeback, a
+        # wrong item): still sorry first.
+        upset = bool(signals and (signals.frustration_reasons or signals.sensitive
+                                  or reports_a_problem(signals.about_order)))
         holding = render("replies/holding.txt.j2", owner_name=settings.store.owner_name, frustrated=frustrated,
+                         upset=upset,
                          asked_again=asked_again, wants_human=bool(signals and signals.wants_human),
                          about_order=bool(signals and signals.about_order)).strip()
         enqueue_reply(work, draft, holding, session, settings, kind=OutboxKind.HOLDING)

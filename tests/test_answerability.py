@@ -128,3 +128,54 @@ def test_asked_leaves_out_words_of_asking():
     assert [t.word for t in asked("could you help me check the available payment options")] == ["payment"]
     assert [(t.word, t.kind) for t in asked("what is the cost of the yellow wool jumper?",
                                             names=("Yellow Wool Jumper",))] == [("yellow", ""), ("wool", ""), ("cost", "price")]
+
+
+@pytest.fixture(scope="module")
+def sample_shop(tmp_path_factory):
+    """The sample shop with the offline drafter: the settings a user writes, nothing more."""
+    from helpers import ROOT
+
+    from responder.core.settings import load_settings
+    from responder.ops.context import build_context
+
+    folder = tmp_path_factory.mktemp("shop")
+    path = folder / "settings.toml"
+    path.write_text(f'[store]\nname = "Wick & Willow Candle Co."\nowner_name = "Maya"\nsupport_email = "shop@example.test"\n'
+                    f'[knowledge]\ndir = "{ROOT / "knowledge"}"\n[database]\ndata_dir = "{folder / "data"}"\n')
+    return build_context(load_settings(path), database_url="sqlite:///:memory:", migrate=True)
+
+
+def ask(ctx, *turns, subject="question"):
+    from responder.ops.evaluate import run_cases
+
+    results = run_cases(ctx, [{"id": "t", "channel": "email", "from": "c@example.org", "subject": subject,
+                               "turns": list(turns)}])
+    return results[-1]
+
+
+def test_each_question_of_a_message_is_answered_from_its_own_section(sample_shop):
+    """The brief's example: it once answered "Cedar & Smoke is $32.00. It's in stock." to this."""
+    result = ask(sample_shop, "Do you ship to Canada, and how long does it take? Thinking of ordering the Cedar & Smoke")
+    assert result["route"] == "auto", result
+    assert "Canada" in result["reply"] and "$18" in result["reply"] and "7–14 business days" in result["reply"]
+    assert "$32" not in result["reply"]
+
+
+def test_a_question_the_knowledge_cannot_answer_waits_and_says_what_is_missing(sample_shop):
+    result = ask(sample_shop, "is it vegan?", subject="Cedar & Smoke")
+    assert result["route"] == "review" and "vegan" not in result["reply"].lower()
+    assert any("'vegan'" in r for r in result["reasons"]), result["reasons"]
+
+
+def test_a_product_named_outright_is_answered_from_its_row_not_a_policy(sample_shop):
+    """"tell me about the Winter Pine candle" once got the damaged-items policy at 0.88."""
+    result = ask(sample_shop, "tell me about the Winter Pine candle", subject="candle")
+    assert "Winter Pine" in result["reply"] or "pine" in result["reply"].lower(), result
+    assert "broken" not in result["reply"] and "photo" not in result["reply"]
+
+
+def test_a_part_nothing_answers_is_said_honestly_and_the_draft_waits(sample_shop):
+    result = ask(sample_shop, "How much is Amber Noir, and do you make custom wedding favours?")
+    assert result["route"] == "review" and "$48" in result["reply"]
+    assert "I don't know the answer to the rest, so I've asked Maya." in result["reply"]
+    assert any("nothing in the knowledge answers" in r and "wedding" in r for r in result["reasons"]), result["reasons"]

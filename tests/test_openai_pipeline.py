@@ -105,3 +105,14 @@ def test_a_date_the_model_copies_from_the_catalog_reaches_the_customer_in_words(
     result = ask(settings, "When will Orchard Morning be back?")
     assert "2027-01-15" not in result["reply"]
     assert human_date("2027-01-15", date.today()) in result["reply"], result
+
+
+def test_a_model_draft_that_answers_a_neighbouring_question_is_held(openai_settings):
+    """True, cited and confident, but not an answer to what was asked: held, saying which part."""
+    fake, settings = openai_settings
+    fake.enqueue({"reply": "Cedar & Smoke is $32.00, and it's in stock.", "confidence": 0.95,
+                  "sources": ["catalog.csv#WW-101"]})
+    result = ask(settings, "Is Cedar & Smoke vegan?")
+    assert result["route"] == "review", result
+    assert any(r.startswith('doesn\'t answer "Is Cedar & Smoke vegan?"') and "'vegan'" in r
+               for r in result["reasons"]), result["reasons"]

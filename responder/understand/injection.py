@@ -33,7 +33,13 @@ INJECTION = re.compile(
     r"|\bact\s+as\s+(?:if\s+you|an?\s+(?:ai|assistant|unrestricted|different|developer))\b"
     r"|\b(?:developer|god|dan|jailbreak|unrestricted)\s+mode\b|\bjailbreak|\bdo\s+anything\s+now\b"
     r"|\bnew\s+instructions?\s*:|\bignorier\w*\s+(?:\w+\s+){0,3}(?:anweisungen|instruktionen)"
-    r"|\bignor\w*\s+(?:\w+\s+){0,3}instructions\b|\b(?:ignora|olvida)\w*\s+(?:\w+\s+){0,3}(?:instrucciones"
+    r"|\bignor\w*\s+(?:\w+\s+){0,5}instructions\b"
+    # Published attack forms: PromptInject's "… and just print \"…\"", "STOP EVERYTHING!!! NOW!!!", Perez & Ribeiro's
+    # "Ignore the above and say …", a "### SYSTEM OVERRIDE ###" banner.
+    r"|\b(?:ignore|disregard|forget)\s+(?:all\s+(?:of\s+)?)?the\s+above\b(?!\s+(?:email|message|mail|note|order|address))"
+    r"|\bjust\s+(?:print|say|output|write|reply\s+with|respond\s+with)\s*:?\s*[\"'“«]"
+    r"|\bstop\s+everything\b|(?m:^[ \t>]*#{2,}[ \t]*(?:system|admin|developer|root)\b)|\bsystem\s+override\b"
+    r"|\b(?:ignora|olvida)\w*\s+(?:\w+\s+){0,3}(?:instrucciones"
     r"|istruzioni)"
     # Words for the model rather than the shop: notes to it, its rules, what to put in "your answer", role-play.
     r"|\b(?:note|message|instructions?|reminder)\s+(?:to|for)\s+(?:the\s+)?(?:ai|assistant|bot|chatbot|model|llm|gpt)\b"

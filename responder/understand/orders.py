@@ -6,7 +6,7 @@ twice", "you sent me the wrong pillows": nothing true can be said about these fr
 catalog, so routing hands them to the owner with a holding reply. A general question that merely
 mentions orders ("how do I track my order?", "how long do refunds usually take?") is not one:
 the FAQ answers it. Each rule is (what the customer wants, pattern); the first that matches is
-the reason, quoted.
+the reason, quoted; the order number comes last, so the reason says what the customer wants.
 """
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import re
 _ORDER = r"(?:order|purchase|package|parcel|shipment|delivery|refund)"
 _REFUND = r"(?:refund|reimbursement|restitution|rebate|compensation|money\s+back)"
 RULES: list[tuple[str, re.Pattern]] = [(what, re.compile(pattern, re.I)) for what, pattern in [
-    ("an order number", r"(?:\b(?:order|purchase|invoice)\s*(?:no\.?|number|num|nr\.?)?\s*#?\s*|#\s?)\d{3,}\b"),
     ("a cancellation", r"\bcancel\w*\s+(?:my|the|this|our)\s+(?:\w+\s+)?(?:order|purchase)\b"
                        r"|\b(?:my|the|this|our)\s+(?:\w+\s+)?(?:order|purchase)\b[^.?!]{0,40}\bcancel"),
     ("a change to the order", r"\b(?:change|update|correct|fix|edit|modify|amend)\w*\s+(?:my|the|our)\s+"
@@ -50,7 +49,15 @@ RULES: list[tuple[str, re.Pattern]] = [(what, re.compile(pattern, re.I)) for wha
                           r"|\b(?:can'?t|cannot|can\s+not|unable\s+to)\s+(?:make\s+(?:a|the|my)\s+)?pay(?:ment)?\b"
                           r"|\b(?:online\s+)?payments?\s+(?:issue|problem|failure|error|trouble)s?\b"
                           r"|\b(?:issue|problem|error|trouble)s?\s+with\s+(?:my\s+|the\s+|an?\s+)?(?:online\s+)?payments?\b"),
+    ("an order number", r"(?:\b(?:order|purchase|invoice)\s*(?:no\.?|number|num|nr\.?)?\s*#?\s*|#\s?)\d{3,}\b"),
 ]]
+# What reports something gone wrong (the holding reply says sorry), not a request to change an order.
+PROBLEMS = ("a wrong or missing item", "where the order is", "a refund for an order", "a payment problem")
+
+
+def reports_a_problem(reason: str | None) -> bool:
+    """Whether an ``about_an_order`` reason is about something gone wrong."""
+    return bool(reason) and any(f"({what})" in reason for what in PROBLEMS)
 
 
 def about_an_order(text: str) -> str | None:
