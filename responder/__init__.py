@@ -4,10 +4,10 @@ The packages read as the flow (``pipeline.py`` shows it on one screen)::
 
     core/        settings, tables, database, errors, clock, logs, locks, templates
     intake/      1. store what arrived (mail, texts), idempotently
-    understand/  2. normalize, customer and thread, signals, bursts
+    understand/  2. normalize, customer and thread, signals, bursts, the questions asked
     knowledge/   3. the knowledge folder, its index, retrieval
     draft/       4. drafting backends and tone
-    decide/      5. the claim guard, the routing table, opt-out, limits
+    decide/      5. the claim guard, answerability, the routing table, opt-out, limits
     send/        6. the outbox and the one send job over every channel
     owner/       7. approvals, owner mail, digest, lessons, feedback, metrics
     pipeline.py  one stored message in, one routed draft out (steps 2-5)

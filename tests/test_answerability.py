@@ -179,3 +179,12 @@ def test_a_part_nothing_answers_is_said_honestly_and_the_draft_waits(sample_shop
     assert result["route"] == "review" and "$48" in result["reply"]
     assert "I don't know the answer to the rest, so I've asked Maya." in result["reply"]
     assert any("nothing in the knowledge answers" in r and "wedding" in r for r in result["reasons"]), result["reasons"]
+
+
+def test_colour_and_color_are_one_attribute_however_the_shop_spelled_the_option():
+    export = ("Handle,Title,Option1 Name,Option1 Value,Variant Price,Status\n"
+              "mug,Mug,Colour,Sage,20,active\nmug,,,Rust,20,\n"
+              "cup,Cup,Color,Oat,12,active\ncup,,,Sand,12,\n")
+    products = {p["name"]: p for _, p in read_products("products_export.csv", export, [], {})}
+    assert products["Mug"]["color"] == "Sage, Rust" and products["Cup"]["color"] == "Oat, Sand"
+    assert "colour" not in products["Mug"]

@@ -35,6 +35,9 @@ SHOPIFY = {  # our field: the normalized Shopify column names, classic export fi
     "grams": ("variant_grams", "weight_value_grams"),
     **{f"option{i}_{part}": (f"option{i}_{part}",) for i in (1, 2, 3) for part in ("name", "value")},
 }
+# One name per attribute however the shop spelled its option: "Colour" and "Colors" are "color".
+OPTION_SPELLINGS = {"colour": "color", "colours": "color", "colors": "color", "sizes": "size", "farbe": "color",
+                    "couleur": "color", "taille": "size", "größe": "size", "grosse": "size"}
 METAFIELD = re.compile(r"^(.*?)\s*\(product\.metafields\.([\w-]+)\.[\w-]+\)$")
 def read_shopify(name, header, columns, records, warnings, seen) -> list[tuple[int, dict]]:
     metafields = {}
@@ -114,6 +117,7 @@ def _shopify_product(name: str, handle: str, rows: list[tuple[int, dict]], warni
                                     if r[f"option{i}_value"] and r[f"option{i}_value"] != "Default Title"))
         if option and option.lower() != "title" and values:
             key = column_name(option) or f"option{i}"
+            key = OPTION_SPELLINGS.get(key, key)  # "Colour" and "Color" are one attribute
             facts[f"option_{key}" if key in RESERVED or key in facts else key] = ", ".join(values)
     if len(described) > 1 or any(r["option1_value"] not in ("", "Default Title") for _, r in variants):
         facts["variants"] = "; ".join(described)
