@@ -6,7 +6,8 @@ latency per store and overall. A question counts as recalled at k when any of it
 sources is among the first k hits. The index is built in a temporary data directory, so
 ``data/`` is never touched; embeddings are local and offline.
 
-    python bench/retrieval.py                  # table for both stores
+    python bench/retrieval.py                  # table for every store
+    python bench/retrieval.py --store thread   # a held-out store (questions from its eval cases)
     python bench/retrieval.py --store sample   # one store
     python bench/retrieval.py --misses         # also list the hybrid misses (recall@3)
     python bench/retrieval.py --json           # the same numbers as JSON
@@ -36,7 +37,12 @@ QUESTIONS = ROOT / "bench" / "questions.jsonl"
 STORES = {
     "sample": ROOT / "knowledge",
     "harbor": ROOT.parent / "shared" / "eval" / "harbor" / "knowledge",
+    # Held out: never used to tune retrieval. Their questions come from the stores' eval cases
+    # (``held_out_questions``), labelled by which entries hold every fact the case requires.
+    "thread": ROOT.parent / "shared" / "eval" / "thread" / "knowledge",
+    "hearth": ROOT.parent / "shared" / "eval" / "hearth" / "knowledge",
 }
+HELD_OUT = ("thread", "hearth")
 MODES = ("hybrid", "fts", "vector")
 KS = (1, 3)
 
@@ -49,6 +55,31 @@ def load_questions(path: Path = QUESTIONS) -> list[dict]:
             item["line"] = number
             questions.append(item)
     return questions
+
+
+def held_out_questions(store: str, retriever) -> list[dict]:
+    """Questions from ``../shared/eval/<store>/cases.jsonl``: each single-question case the shop can
+    answer, expecting the knowledge entries whose text matches every fact (``include`` regex) its
+    reply must carry. A case no single entry answers (several questions at once) is left out."""
+    import re
+
+    cases = STORES[store].parent / "cases.jsonl"
+    if not cases.is_file():
+        return []
+    entries = retriever.index.entries
+    out = []
+    for number, line in enumerate(cases.read_text(encoding="utf-8").splitlines(), 1):
+        case = json.loads(line) if line.strip() else {}
+        expect, turns = case.get("expect", {}), case.get("turns", [])
+        if not expect.get("answerable") or len(turns) != 1 or not isinstance(turns[0], str) or not expect.get("include"):
+            continue
+        sources = [e.source for e in entries if e.kind != "example" and all(
+            re.search(x, e.text + " " + " ".join(map(str, e.facts.values())), re.I | re.M) for x in expect["include"])]
+        if sources:
+            question = f"{case.get('subject') or ''}\n{turns[0]}" if len(turns[0]) < 40 else turns[0]
+            out.append({"store": store, "question": question.strip(), "expected": sorted(set(sources)),
+                        "line": number})
+    return out
 
 
 def run_store(retriever, questions: list[dict]) -> dict:
@@ -140,12 +171,14 @@ def main(argv: list[str] | None = None) -> int:
                 report["skipped"][store] = reason
                 print(f"skipping store {store!r}: {reason}", file=sys.stderr)
                 continue
-            if not selected:
-                report["skipped"][store] = "no questions"
-                continue
             started = time.perf_counter()
             retriever = open_retriever(folder, Path(tmp) / store)
             report.setdefault("index_s", {})[store] = round(time.perf_counter() - started, 2)
+            if store in HELD_OUT:
+                selected = held_out_questions(store, retriever)
+            if not selected:
+                report["skipped"][store] = "no questions"
+                continue
             raw = run_store(retriever, selected)
             raws.append(raw)
             report["stores"][store] = summarize(len(selected), raw)

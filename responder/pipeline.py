@@ -12,7 +12,6 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import lru_cache
 
 from sqlmodel import Session, func, select
 
@@ -33,7 +32,7 @@ from responder.core.settings import Settings
 from responder.core.templating import render
 from responder.decide import limits as cost_limits
 from responder.decide import linking, optout
-from responder.decide.answerability import knowledge_text, unanswered
+from responder.decide.answerability import knowledge_words, unanswered
 from responder.decide.greeting import checked_greeting_name
 from responder.decide.guard import check_claims
 from responder.decide.routing import Decision, RouteFacts, decide
@@ -217,18 +216,21 @@ def draft_reply(work: Work, session: Session, drafter: Drafter, retriever: Knowl
     work.draft = drafter.draft(request)
 
 
-@lru_cache(maxsize=4)
-def _goods(version: str, names: tuple[str, ...]) -> frozenset[str]:
-    return goods_words(list(names))
+_GOODS: dict[tuple, frozenset[str]] = {}  # (knowledge version, shop name) -> words (the last few)
 
 
 def goods_of(retriever: Knowledge | None, settings: Settings | None = None) -> frozenset[str]:
     """The words the shop's goods go by (product names, types and tags, the shop's own name: "Wick &
-    Willow Candle Co." sells candles), for this version of the knowledge."""
+    Willow Candle Co." sells candles), once per version of the knowledge."""
     if retriever is None:
         return frozenset()
-    said = [p.get(k, "") for p in retriever.facts().catalog for k in ("name", "type", "tags", "category")]
-    return _goods(retriever.version, tuple(sorted(set(said))) + ((settings.store.name,) if settings else ()))
+    key = (retriever.version, settings.store.name if settings else "")
+    if key not in _GOODS:
+        while len(_GOODS) >= 4:
+            _GOODS.pop(next(iter(_GOODS)))
+        said = {p.get(k, "") for p in retriever.facts().catalog for k in ("name", "type", "tags", "category")}
+        _GOODS[key] = goods_words(sorted(said) + [key[1]])
+    return _GOODS[key]
 
 
 def offer_instead(work: Work, retriever: Knowledge | None) -> list[dict]:
@@ -261,7 +263,8 @@ def check(work: Work, retriever, settings: Settings) -> None:
     if work.signals is None or work.signals.language in ("en", "und"):  # the check reads English
         names = tuple(h.facts["name"] for h in work.hits if h.kind == "product" and h.facts.get("name"))
         work.check_failures += unanswered(work.text or work.subject, draft.reply, names=names,
-                                          knowledge=knowledge_text(facts), goods=goods_of(retriever, settings))
+                                          known=knowledge_words(retriever.version, facts),
+                                          goods=goods_of(retriever, settings))
 
 
 def route(work: Work, session: Session, settings: Settings) -> None:

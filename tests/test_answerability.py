@@ -10,7 +10,7 @@ from responder.decide.answerability import unanswered
 from responder.draft.offline import relevant_sentences
 from responder.draft.product import product_answer
 from responder.knowledge.products import read_products
-from responder.understand.question import asked, missing, questions
+from responder.understand.question import asked, missing, questions, vocabulary
 
 DEC_7 = date(2026, 12, 7)
 
@@ -53,15 +53,15 @@ def test_a_product_word_needn_t_be_echoed_by_a_rule_that_answers_the_rest():
 
 
 def test_the_held_draft_says_which_part_the_knowledge_does_not_answer():
-    knowledge = "Shipping is $7. Returns within 30 days. Cedar & Smoke: woodsy candle, 60 hours."
+    knowledge = vocabulary("Shipping is $7. Returns within 30 days. Cedar & Smoke: woodsy candle, 60 hours.")
     [reason] = unanswered("Do the pots have holes for drainage?", "Clay Plant Pot is $9.99. It's in stock.",
-                          names=("Clay Plant Pot",), knowledge=knowledge)
+                          names=("Clay Plant Pot",), known=knowledge)
     assert reason.startswith('doesn\'t answer "Do the pots have holes for drainage?"')
     assert "nothing in the knowledge about 'holes', 'drainage'" in reason
-    [reason] = unanswered("How long does shipping take?", "Shipping is $7.", knowledge=knowledge)
+    [reason] = unanswered("How long does shipping take?", "Shipping is $7.", known=knowledge)
     assert "the reply doesn't speak to time ('long')" in reason
-    assert unanswered("How much is shipping?", "Shipping is a flat $7.", knowledge=knowledge) == []
-    assert unanswered("thanks!", "", knowledge=knowledge) == []
+    assert unanswered("How much is shipping?", "Shipping is a flat $7.", known=knowledge) == []
+    assert unanswered("thanks!", "", known=knowledge) == []
 
 
 def test_every_question_of_a_message_needs_its_answer():

@@ -181,7 +181,7 @@ def test_a_message_about_one_order_goes_to_the_owner_not_the_faq(loop):
                                  subject="address"))
     run_until_idle(ctx)
     [draft] = rows(ctx, Draft)
-    assert draft.route == Route.HANDOFF and draft.reasons[0].startswith("about a particular order (an order number)")
+    assert draft.route == Route.HANDOFF and draft.reasons[0].startswith("about a particular order (a change to the order)")
     [holding] = smtp.messages
     body = holding.message().get_body(("plain",)).get_content()
     assert "Maya, who can look up your order" in body and "within" not in body
@@ -298,7 +298,7 @@ def test_failing_message_is_quarantined_and_the_rest_flow(tmp_path, monkeypatch,
     path = write_settings(tmp_path, database_url=database_url, dovecot=dovecot, smtp=smtp_capture)
     ctx = make_context(path, drafter=FlakyDrafter(make_drafter(load_settings(path))))
     poll_mailbox(ctx)
-    dovecot.append(customer_mail("EXPLODE how much is shipping?", sender="bad@customer.test"))
+    dovecot.append(customer_mail("How much is shipping? EXPLODE", sender="bad@customer.test"))
     dovecot.append(customer_mail("How much is shipping?", sender="good@customer.test"))
     try:
         for _ in range(3):

@@ -49,7 +49,7 @@ def test_failed_send_and_quarantined_message_stay_in_the_digest_until_dealt_with
     drafter = FlakyDrafter(make_drafter(settings))
     ctx = make_context(path, drafter=drafter)
     poll_mailbox(ctx)
-    dovecot.append(customer_mail("EXPLODE how much is shipping?", sender="bad@customer.test"))
+    dovecot.append(customer_mail("How much is shipping? EXPLODE", sender="bad@customer.test"))
     dovecot.append(customer_mail("How much is shipping?", sender="gone@customer.test"))
     smtp_capture.fail_next(550, "5.1.1 no such user", stage="rcpt")
     clock.freeze(clock.now())

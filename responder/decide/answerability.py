@@ -7,32 +7,40 @@ answer a shop owner can't afford, so it waits for the owner with a reason naming
 part. Each question of the message (``understand.question.questions``) is answered when the
 reply speaks to every word it asks about (a word of the same family counts: "delivery" is
 answered by "shipping") and gives an answer of each kind it asks for (a price for "how much",
-a duration for "how long"). A destination ("ship to Liverpool") needs no echo when the reply
+a duration for "how long"). A destination the knowledge never names ("ship to Liverpool") needs no echo when the reply
 speaks to shipping: "we ship only within the US" answers it.
 """
 from __future__ import annotations
 
-from responder.understand.question import covers, missing, questions, vocabulary
+from responder.understand.question import family, missing, questions, vocabulary
+
+_WORDS: dict[str, frozenset[str]] = {}  # knowledge version -> its stems (the last few versions)
 
 
-def knowledge_text(facts) -> str:
-    """Everything the shop's knowledge says, as one text (FAQ, policies, every product value)."""
-    return facts.policies + "\n" + "\n".join(" ".join(map(str, row.values())) for row in facts.catalog)
+def knowledge_words(version: str, facts) -> frozenset[str]:
+    """Stems of every word the shop's knowledge uses (FAQ, policies, every product value), once
+    per version of the knowledge."""
+    if version not in _WORDS:
+        while len(_WORDS) >= 4:
+            _WORDS.pop(next(iter(_WORDS)))
+        _WORDS[version] = vocabulary(facts.policies, *(" ".join(map(str, row.values())) for row in facts.catalog))
+    return _WORDS[version]
 
 
-def unanswered(message: str, reply: str, *, names: tuple[str, ...] = (), knowledge: str = "",
+def unanswered(message: str, reply: str, *, names: tuple[str, ...] = (), known: frozenset[str] = frozenset(),
                goods: frozenset[str] = frozenset()) -> list[str]:
     """One reason per question of ``message`` that ``reply`` doesn't answer; [] when it answers
-    them all. ``names``: products in play, whose names needn't be repeated; ``knowledge``: the
-    shop's knowledge text, to tell "not in the knowledge" from "not in the reply"."""
+    them all. ``names``: products in play, whose names needn't be repeated; ``known``: the stems
+    the knowledge uses (``knowledge_words``), to tell "not in the knowledge" from "not in the
+    reply"; ``goods``: the words the shop's product names use."""
     if not reply.strip():
         return []
-    reasons, known = [], vocabulary(knowledge)
+    reasons = []
     for question in questions(message):
         gaps = missing(question, reply, names=names, kinds_of_goods=goods, known=known)
         if not gaps:
             continue
-        lacking = [t for t in gaps if not t.kind and knowledge and not covers(t, knowledge)]
+        lacking = [t for t in gaps if not t.kind and known and not family(t.stem) & known]
         said = ", ".join(f"{t.kind} ('{t.word}')" if t.kind else f"'{t.word}'" for t in gaps)
         why = (f"nothing in the knowledge about {', '.join(repr(t.word) for t in lacking)}" if lacking
                else f"the reply doesn't speak to {said}")

@@ -45,7 +45,7 @@ KINDS: dict[str, tuple[frozenset[str], re.Pattern]] = {
                         r"sunday|january|february|march|april|may|june|july|august|september|october|november|"
                         r"december)\b|\b(?:an?|one|two|three|four|five|six|seven|ten)\s+(?:minutes?|hours?|days?|"
                         r"weeks?|months?|years?)\b", re.I)),
-    "stock": (frozenset("stock sell carry".split()),
+    "stock": (frozenset(["stock"]),
               re.compile(r"\b(?:in stock|out of stock|sold out|available|discontinued|pre-?order|we (?:still )?"
                          r"(?:have|make|sell|carry))\b", re.I)),
     "hours": (frozenset("hours open opening closing".split()),
@@ -211,7 +211,7 @@ policy policies option options details detail process procedure rules terms peop
 item items stuff shop store website site online way ways available possible whole type kind anyone someone
 case cases request requests available availability method methods
 two three four five six seven eight nine ten first second deal whats
-order orders ordering ordered buy buying purchase purchasing
+order orders ordering ordered buy buying purchase purchasing sell sells selling carry carries offer offers provide provides
 """.split())
 _PLACE = re.compile(r"\b(?:to|in|into|from|near|around)\s+([^?.!,;]+)", re.I)
 
