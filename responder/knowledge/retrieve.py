@@ -43,6 +43,9 @@ ATTRIBUTE_COLUMNS = ("colors", "color", "colour", "colours", "size", "scent_note
 NAME_STOPWORDS = {"the", "and", "of", "a", "an", "co", "with", "&"}
 
 
+MAX_LOOSE_PRODUCTS = 2  # products matched by a shared word, not by name, among the hits
+
+
 @dataclass
 class Hit:
     source: str
@@ -184,11 +187,17 @@ class Retriever:
                 rows = [row for row in rows if wanted(row)]
                 for rank, row in enumerate(rows):
                     fused[row] = fused.get(row, 0.0) + weight / (RRF_K + rank + 1)
-            hits, seen = [], set()
+            hits, seen, loose = [], set(), 0
             for row in sorted(fused, key=lambda r: (-fused[r], -similarity[r])):
                 entry: Entry = index.entries[row]
                 if entry.source in seen:  # chunks of one section: the best one speaks for it
                     continue
+                if mode == "hybrid" and entry.kind == "product" and row not in strong:
+                    # "the yellow sofa … will you price match?": the named sofa, not every sofa, and
+                    # room for the policy asked about; with none named, two of a kind at most.
+                    loose += 1
+                    if strong or loose > MAX_LOOSE_PRODUCTS:
+                        continue
                 seen.add(entry.source)
                 hits.append(Hit(entry.source, entry.kind, entry.title, entry.text, round(fused[row], 6),
                                 round(float(similarity[row]), 4), entry.facts, named=row in strong))
