@@ -63,6 +63,8 @@ def held_out_questions(store: str, retriever) -> list[dict]:
     reply must carry. A case no single entry answers (several questions at once) is left out."""
     import re
 
+    from channels.email.quotes import extract_new_text
+
     cases = STORES[store].parent / "cases.jsonl"
     if not cases.is_file():
         return []
@@ -76,7 +78,8 @@ def held_out_questions(store: str, retriever) -> list[dict]:
         sources = [e.source for e in entries if e.kind != "example" and all(
             re.search(x, e.text + " " + " ".join(map(str, e.facts.values())), re.I | re.M) for x in expect["include"])]
         if sources:
-            question = f"{case.get('subject') or ''}\n{turns[0]}" if len(turns[0]) < 40 else turns[0]
+            text = extract_new_text(turns[0])  # as the pipeline does: the new words, not the quoted email
+            question = f"{case.get('subject') or ''}\n{text}" if len(text) < 40 else text
             out.append({"store": store, "question": question.strip(), "expected": sorted(set(sources)),
                         "line": number})
     return out
