@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from responder.decide.answerability import unanswered
 from responder.draft.offline import relevant_sentences
@@ -188,3 +190,22 @@ def test_colour_and_color_are_one_attribute_however_the_shop_spelled_the_option(
     products = {p["name"]: p for _, p in read_products("products_export.csv", export, [], {})}
     assert products["Mug"]["color"] == "Sage, Rust" and products["Cup"]["color"] == "Oat, Sand"
     assert "colour" not in products["Mug"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=400), st.text(max_size=300))
+def test_any_text_gives_reasons_never_an_exception(message, reply):
+    reasons = unanswered(message, reply or "x", names=("Amber Noir",), known=vocabulary("shipping is $7"))
+    assert isinstance(reasons, list) and not any("check failed" in r for r in reasons)
+    for question in questions(message):
+        missing(question, reply)
+
+
+def test_a_check_that_raises_holds_the_draft(monkeypatch):
+    import responder.decide.answerability as answerability
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(answerability, "questions", broken)
+    assert unanswered("is it vegan?", "It's $80.") == [
+        "the answerability check failed on this message (RuntimeError)"]

@@ -35,6 +35,14 @@ def unanswered(message: str, reply: str, *, names: tuple[str, ...] = (), known: 
     reply"; ``goods``: the words the shop's product names use."""
     if not reply.strip():
         return []
+    try:
+        return _unanswered(message, reply, names, known, goods)
+    except Exception as exc:  # noqa: BLE001 - a check that can't decide holds the draft (fail closed)
+        return [f"the answerability check failed on this message ({type(exc).__name__})"]
+
+
+def _unanswered(message: str, reply: str, names: tuple[str, ...], known: frozenset[str],
+                goods: frozenset[str]) -> list[str]:
     reasons = []
     for question in questions(message):
         gaps = missing(question, reply, names=names, kinds_of_goods=goods, known=known)
