@@ -209,3 +209,15 @@ def test_a_check_that_raises_holds_the_draft(monkeypatch):
     monkeypatch.setattr(answerability, "questions", broken)
     assert unanswered("is it vegan?", "It's $80.") == [
         "the answerability check failed on this message (RuntimeError)"]
+
+
+def test_care_for_other_materials_is_not_an_answer_about_this_one():
+    """A wool jumper asked about: "How do I wash cotton and denim?" speaks of other materials."""
+    from responder.draft.offline import other_material
+    from responder.understand.question import terms
+
+    wool = terms("Yellow Wool Jumper")
+    assert other_material("Machine wash cold, inside out. Skip the dryer: it can shrink cotton.", wool)
+    assert not other_material("Wool and wool blends: hand wash cold and dry flat.", wool)
+    assert not other_material("Shipping is a flat $6.", wool)  # no material: no conflict
+    assert not other_material("Oil the table with exterior wood oil.", terms("Wooden Outdoor Table"))

@@ -19,6 +19,7 @@ from responder.core.settings import Settings
 from responder.draft.base import DraftRequest, DraftResult
 from responder.draft.product import asks_about_product, product_answer
 from responder.understand.question import (
+    CLASSES,
     Term,
     asked,
     context,
@@ -34,6 +35,7 @@ from responder.understand.question import (
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 MIN_SIMILARITY = 0.30   # below: the knowledge does not speak to the question
 SURE_SIMILARITY = 0.60  # at or above: as sure as this drafter gets
+NAMED_SLACK = 0.05      # how far below MIN_SIMILARITY a section about the named product's material may be
 ANSWERED = 0.85         # confidence when the evidence speaks to every word of every question
 BARE = re.compile(r"^(?:yes|no|yep|nope|sure)[.!]?$", re.I)
 EXCEPTION = re.compile(r"\b(?:not|never|except|only|but|unless|n't)\b|n't\b", re.I)
@@ -81,6 +83,15 @@ def relevant_sentences(body: str, question: str, limit: int = 3, names: tuple[st
     if bare and limit > 1 and 1 in kept[:limit - 1] and not EXCEPTION.search(" ".join(sentences[i] for i in kept)):
         kept = kept[:limit - 1] + [0]  # "Yes." with the sentence it introduces, within the limit
     return " ".join(sentences[i] for i in sorted(set(kept)))
+
+
+def other_material(text: str, named: list[Term]) -> bool:
+    """Whether ``text`` speaks of materials, none of them the named product's (cotton care for wool)."""
+    own = {t.word for t in named if t.group == "material"}
+    if not own:
+        return False
+    said = {w for w in words(text.lower()) if w in CLASSES["material"]}
+    return bool(said) and not any(a.startswith(b) or b.startswith(a) for a in said for b in own)  # wood ~ wooden
 
 
 def body_of(hit) -> str:
@@ -139,7 +150,9 @@ class OfflineDrafter:
                     if t.group]
         best: tuple | None = None
         for rank, hit in enumerate(hits):
-            if hit.similarity < MIN_SIMILARITY and not hit.named or named and hit.kind == "product" and not hit.named:
+            # Below the similarity floor only what speaks of the named product ("wool" for the wool jumper).
+            floor = MIN_SIMILARITY - (NAMED_SLACK if any(covers(t, hit.text) for t in of_named) else 0)
+            if hit.similarity < floor and not hit.named or named and hit.kind == "product" and not hit.named:
                 continue
             answer = self.render(hit, question, request, names, limit)
             if not answer.text:
@@ -149,8 +162,10 @@ class OfflineDrafter:
                                   kinds_of_goods=request.goods, known=known)
             if hit.kind == "product":  # "the Winter Pine candle": the product's own answer is about a candle
                 answer.gaps = [t for t in answer.gaps if t.kind or t.stem not in request.goods]
-            # "Can the pasta bowls go in the dishwasher?" names a product but asks the FAQ.
-            off_topic = hit.kind == "product" and not product_question and not answer.found
+            # "Can the pasta bowls go in the dishwasher?" names a product but asks the FAQ; a section about
+            # other materials ("How do I wash cotton and denim?") is not about the wool jumper asked of.
+            off_topic = (hit.kind == "product" and not product_question and not answer.found) or \
+                (hit.kind != "product" and other_material(hit.text, of_named))
             heading = {stem(w) for w in words(hit.title)}
             # The heading about what is asked: "Returns" for the return policy (or a mail about "returns").
             titled = sum(t.stem in heading for t in terms(question, names=names)) + \

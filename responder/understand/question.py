@@ -72,7 +72,7 @@ gift present wrap wrapping
 warranty guarantee guaranteed
 pickup collect pick local
 assemble assembly assembled together build set up legs piece pieces
-size sizes sizing fit fits measure measurements dimensions
+size sizes sizing measure measurements dimensions
 damaged damage broken broke crack cracked defect defective faulty torn
 outside outdoor outdoors weather rain frost frosts winter freeze freezing
 time long days weeks quick fast soon
