@@ -32,7 +32,7 @@ from responder.core.settings import Settings
 from responder.core.templating import render
 from responder.decide import limits as cost_limits
 from responder.decide import linking, optout
-from responder.decide.answerability import knowledge_words, unanswered
+from responder.decide.answerability import shop_words, unanswered
 from responder.decide.greeting import checked_greeting_name
 from responder.decide.guard import check_claims
 from responder.decide.routing import Decision, RouteFacts, decide
@@ -53,7 +53,7 @@ from responder.understand.conversation import (
 from responder.understand.frustration import REPEAT_REASON
 from responder.understand.normalize import normalize
 from responder.understand.orders import reports_a_problem
-from responder.understand.question import goods_words, questions
+from responder.understand.question import questions
 from responder.understand.signals import Signals, compute_signals
 
 log = logging.getLogger("deskhand.pipeline")
@@ -216,21 +216,11 @@ def draft_reply(work: Work, session: Session, drafter: Drafter, retriever: Knowl
     work.draft = drafter.draft(request)
 
 
-_GOODS: dict[tuple, frozenset[str]] = {}  # (knowledge version, shop name) -> words (the last few)
-
-
 def goods_of(retriever: Knowledge | None, settings: Settings | None = None) -> frozenset[str]:
-    """The words the shop's goods go by (product names, types and tags, the shop's own name: "Wick &
-    Willow Candle Co." sells candles), once per version of the knowledge."""
+    """The words the shop's goods go by, for the drafter (``answerability.shop_words``)."""
     if retriever is None:
         return frozenset()
-    key = (retriever.version, settings.store.name if settings else "")
-    if key not in _GOODS:
-        while len(_GOODS) >= 4:
-            _GOODS.pop(next(iter(_GOODS)))
-        said = {p.get(k, "") for p in retriever.facts().catalog for k in ("name", "type", "tags", "category")}
-        _GOODS[key] = goods_words(sorted(said) + [key[1]])
-    return _GOODS[key]
+    return shop_words(retriever.version, retriever.facts(), settings.store.name if settings else "").goods
 
 
 def offer_instead(work: Work, retriever: Knowledge | None) -> list[dict]:
@@ -262,9 +252,9 @@ def check(work: Work, retriever, settings: Settings) -> None:
                                         store_facts=facts.store)
     if work.signals is None or work.signals.language in ("en", "und"):  # the check reads English
         names = tuple(h.facts["name"] for h in work.hits if h.kind == "product" and h.facts.get("name"))
+        words = shop_words(retriever.version, facts, settings.store.name)
         work.check_failures += unanswered(work.text or work.subject, draft.reply, names=names,
-                                          known=knowledge_words(retriever.version, facts),
-                                          goods=goods_of(retriever, settings))
+                                          known=words.known, goods=words.goods)
 
 
 def route(work: Work, session: Session, settings: Settings) -> None:

@@ -7,31 +7,50 @@ answer a shop owner can't afford, so it waits for the owner with a reason naming
 part. Each question of the message (``understand.question.questions``) is answered when the
 reply speaks to every word it asks about (a word of the same family counts: "delivery" is
 answered by "shipping") and gives an answer of each kind it asks for (a price for "how much",
-a duration for "how long"). A destination the knowledge never names ("ship to Liverpool") needs no echo when the reply
-speaks to shipping: "we ship only within the US" answers it.
+a duration for "how long"). A destination the knowledge never names ("ship to Liverpool") needs
+no echo when the reply speaks to shipping: "we ship only within the US" answers it.
 """
 from __future__ import annotations
 
-from responder.understand.question import family, missing, questions, vocabulary
+from dataclasses import dataclass
 
-_WORDS: dict[str, frozenset[str]] = {}  # knowledge version -> its stems (the last few versions)
+from responder.understand.question import (
+    family,
+    goods_words,
+    missing,
+    questions,
+    vocabulary,
+)
 
 
-def knowledge_words(version: str, facts) -> frozenset[str]:
-    """Stems of every word the shop's knowledge uses (FAQ, policies, every product value), once
-    per version of the knowledge."""
-    if version not in _WORDS:
+@dataclass(frozen=True)
+class ShopWords:
+    known: frozenset[str]  # stems of every word the knowledge uses (FAQ, policies, every product value)
+    goods: frozenset[str]  # the words its goods go by: product names, types, tags, the shop's own name
+
+
+_WORDS: dict[tuple[str, str], ShopWords] = {}  # (knowledge version, shop name) -> its words (the last few)
+
+
+def shop_words(version: str, facts, shop_name: str = "") -> ShopWords:
+    """The shop's words, worked out once per version of the knowledge ("Wick & Willow Candle Co."
+    sells candles: "the Winter Pine candle" needn't be answered with the word "candle")."""
+    key = (version, shop_name)
+    if key not in _WORDS:
         while len(_WORDS) >= 4:
             _WORDS.pop(next(iter(_WORDS)))
-        _WORDS[version] = vocabulary(facts.policies, *(" ".join(map(str, row.values())) for row in facts.catalog))
-    return _WORDS[version]
+        rows = facts.catalog
+        said = {p.get(k, "") for p in rows for k in ("name", "type", "tags", "category")}
+        _WORDS[key] = ShopWords(known=vocabulary(facts.policies, *(" ".join(map(str, r.values())) for r in rows)),
+                                goods=goods_words(sorted(said) + [shop_name]))
+    return _WORDS[key]
 
 
 def unanswered(message: str, reply: str, *, names: tuple[str, ...] = (), known: frozenset[str] = frozenset(),
                goods: frozenset[str] = frozenset()) -> list[str]:
     """One reason per question of ``message`` that ``reply`` doesn't answer; [] when it answers
     them all. ``names``: products in play, whose names needn't be repeated; ``known``: the stems
-    the knowledge uses (``knowledge_words``), to tell "not in the knowledge" from "not in the
+    the knowledge uses (``shop_words``), to tell "not in the knowledge" from "not in the
     reply"; ``goods``: the words the shop's product names use."""
     if not reply.strip():
         return []

@@ -38,7 +38,28 @@ SURE_SIMILARITY = 0.60  # at or above: as sure as this drafter gets
 NAMED_SLACK = 0.05      # how far below MIN_SIMILARITY a section about the named product's material may be
 ANSWERED = 0.85         # confidence when the evidence speaks to every word of every question
 BARE = re.compile(r"^(?:yes|no|yep|nope|sure)[.!]?$", re.I)
-EXCEPTION = re.compile(r"\b(?:not|never|except|only|but|unless|n't)\b|n't\b", re.I)
+EXCEPTION = re.compile(r"\b(?:not|never|except|only|but|unless)\b|n't\b", re.I)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What every question of one message is answered against, worked out once per message."""
+    names: tuple[str, ...]       # the products among the hits, whose names needn't be repeated
+    named: tuple[str, ...]       # the products the customer names (or the conversation is about)
+    known: frozenset[str]        # stems the hits use: a place they name ("Canada") must be answered
+    of_named: tuple[Term, ...]   # what the named product is made of or looks like ("wool", "yellow")
+    around: tuple[Term, ...]     # what the message says beside its questions ("my order arrived torn")
+    topic: tuple[Term, ...]      # the email's subject ("returns")
+
+    @classmethod
+    def of(cls, hits: list, request: DraftRequest) -> "Scene":
+        products = [h for h in hits if h.kind == "product" and h.facts.get("name")]
+        named = tuple(h.facts["name"] for h in products if h.named)
+        return cls(names=tuple(h.facts["name"] for h in products), named=named,
+                   known=vocabulary(*(h.text for h in hits)),
+                   of_named=tuple(t for t in terms(" ".join(named)) if t.group),
+                   around=tuple(terms(context(request.text))),
+                   topic=tuple(terms(request.subject)) if request.channel == "email" else ())
 
 
 @dataclass
@@ -122,44 +143,38 @@ class OfflineDrafter:
             return DraftResult("", round(best.similarity, 3), [best.source],
                                [f"no knowledge above {MIN_SIMILARITY:.2f} similarity "
                                 f"(best: {best.source} at {best.similarity:.2f})"], self.name)
-        qs = questions(request.text)[:4]
+        qs, scene = questions(request.text)[:4], Scene.of(hits, request)
         if not qs:  # a statement ("I'm looking at the yellow sofa"): what the knowledge says of what it names
             best = next((h for h in hits if h.named and h.kind == "product"), best)
-            answer = self.render(best, "" if best.kind == "product" else request.text or request.subject, request)
+            answer = self.render(best, "" if best.kind == "product" else request.text or request.subject, request,
+                                 prefer=scene.named)
             return self.combine([answer], request, checked=False)
-        around = terms(context(request.text))  # "my order arrived with a torn seam": what the questions are about
-        topic = terms(request.subject) if request.channel == "email" else []  # the subject: "returns"
         answers: list[Answer] = []
         for q in qs:
             # "…ship to Canada, and how long does it take?": "it" is the answer before's topic.
             after = answers[-1].source if answers and not any(not t.kind for t in terms(q)) else None
-            answers.append(self.answer(q, hits, request, limit={1: 3, 2: 2}.get(len(qs), 1), after=after, around=around,
-                                       topic=topic))
+            limit = {1: 3, 2: 2}.get(len(qs), 1)  # sentences per answer: the whole reply stays short
+            answers.append(self.answer(q, hits, request, scene, limit=limit, after=after))
         return self.combine(answers, request)
 
-    def answer(self, question: str, hits: list, request: DraftRequest, limit: int = 3,
-               after: str | None = None, around: list[Term] = (), topic: list[Term] = ()) -> Answer:
+    def answer(self, question: str, hits: list, request: DraftRequest, scene: Scene, limit: int = 3,
+               after: str | None = None) -> Answer:
         """The best answer to one question: fewest unanswered words, then the best-ranked hit."""
-        names = tuple(h.facts["name"] for h in hits if h.kind == "product" and h.facts.get("name"))
+        names, of_named = scene.names, scene.of_named
         product_question = asks_about_product(question)
-        # The product the customer names (or the one the conversation is about) is the one answered for.
-        named = any(h.named for h in hits if h.kind == "product")
-        known = vocabulary(*(h.text for h in hits))  # a place these name ("Canada") must be answered
-        # A section that speaks of what the named product is ("wool" for the Yellow Wool Jumper) is the one for it.
-        of_named = [t for t in terms(" ".join(h.facts.get("name", "") for h in hits if h.kind == "product" and h.named))
-                    if t.group]
         best: tuple | None = None
         for rank, hit in enumerate(hits):
-            # Below the similarity floor only what speaks of the named product ("wool" for the wool jumper).
+            # Below the similarity floor only what speaks of the named product ("wool" for the wool jumper);
+            # the product the customer names is the one answered for, not another that shares a word.
             floor = MIN_SIMILARITY - (NAMED_SLACK if any(covers(t, hit.text) for t in of_named) else 0)
-            if hit.similarity < floor and not hit.named or named and hit.kind == "product" and not hit.named:
+            if hit.similarity < floor and not hit.named or scene.named and hit.kind == "product" and not hit.named:
                 continue
-            answer = self.render(hit, question, request, names, limit)
+            answer = self.render(hit, question, request, names, scene.named, limit)
             if not answer.text:
                 continue
             answer.gaps = missing(question, answer.text, names=names + ((hit.facts.get("name", ""),)
                                                                         if hit.kind == "product" else ()),
-                                  kinds_of_goods=request.goods, known=known)
+                                  kinds_of_goods=request.goods, known=scene.known)
             if hit.kind == "product":  # "the Winter Pine candle": the product's own answer is about a candle
                 answer.gaps = [t for t in answer.gaps if t.kind or t.stem not in request.goods]
             # "Can the pasta bowls go in the dishwasher?" names a product but asks the FAQ; a section about
@@ -168,15 +183,17 @@ class OfflineDrafter:
                 (hit.kind != "product" and other_material(hit.text, of_named))
             heading = {stem(w) for w in words(hit.title)}
             # The heading about what is asked: "Returns" for the return policy (or a mail about "returns").
+            subject = sum(t.stem in heading for t in scene.topic) / (2 * max(1, len(heading)))
             titled = sum(t.stem in heading for t in terms(question, names=names)) + \
-                (sum(t.stem in heading for t in topic) / (2 * max(1, len(heading))) if hit.kind != "product" else 0)
-            about = sum(covers(t, hit.text) for t in around) + sum(covers(t, hit.text) for t in of_named)
+                (subject if hit.kind != "product" else 0)
+            about = sum(covers(t, hit.text) for t in scene.around + of_named)
             key = (len(answer.gaps) + off_topic, hit.source != after, -about, not hit.named, -titled, rank)
             if best is None or key < best[0]:
                 best = (key, answer)
         return best[1] if best else Answer(question, gaps=[Term(question, question, "")])
 
-    def render(self, hit, question: str, request: DraftRequest, names: tuple[str, ...] = (), limit: int = 3) -> Answer:
+    def render(self, hit, question: str, request: DraftRequest, names: tuple[str, ...] = (),
+               prefer: tuple[str, ...] = (), limit: int = 3) -> Answer:
         answer = Answer(question, source=hit.source, similarity=hit.similarity, named=hit.named)
         if hit.kind == "product":
             today = utcnow().astimezone(self.settings.tz).date() if self.settings else utcnow().date()
@@ -187,7 +204,6 @@ class OfflineDrafter:
             if not answer.found:
                 answer.notes.append(f"the catalog row for {hit.facts.get('name', hit.source)} doesn't say that")
         else:
-            prefer = tuple(h.facts.get("name", "") for h in request.hits if h.kind == "product" and h.named)
             answer.text = relevant_sentences(body_of(hit), question, limit=limit, names=names, prefer=prefer)
         return answer
 
@@ -199,7 +215,8 @@ class OfflineDrafter:
             if a.gaps or not a.text:
                 said = ", ".join(f"'{t.word}'" for t in a.gaps if not t.kind) or \
                        ", ".join(f"{t.kind} ('{t.word}')" for t in a.gaps)
-                reasons.append(f"nothing in the knowledge answers \"{a.question[:80]}\"" + (f" ({said})" if said else ""))
+                missing_part = f" ({said})" if said else ""
+                reasons.append(f"nothing in the knowledge answers \"{a.question[:80]}\"{missing_part}")
                 unanswered += 1
                 continue
             fresh = [x for x in SENTENCE.split(a.text) if x and not any(x in p for p in parts)]
@@ -218,7 +235,7 @@ class OfflineDrafter:
         if checked and not reasons and not unanswered:
             confidence = max(confidence, ANSWERED)
         if any(a.named for a in answers if not a.gaps):
-            confidence = max(confidence, 0.85)
+            confidence = max(confidence, ANSWERED)
         if reasons:
             confidence = min(confidence, 0.5)
         return DraftResult(" ".join(parts), round(max(0.0, confidence), 3), list(dict.fromkeys(sources)), reasons,

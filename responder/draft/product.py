@@ -15,6 +15,7 @@ from datetime import date
 
 from responder.core.clock import utcnow
 from responder.core.text import human_date, split_sentences
+from responder.knowledge.shopify import variant_prices
 from responder.understand.question import covers, missing, words
 
 AVAILABILITY = {
@@ -50,21 +51,10 @@ def asks_about_product(question: str) -> bool:
     return any(re.search(cue, lowered) for cue, _, _ in ASKS) or bool(AVAILABILITY_CUE.search(lowered))
 
 
-def variants(facts: dict[str, str]) -> list[tuple[str, str]]:
-    """(label, "$15.99") for each priced variant ("Regular: $9.99; Large: $15.99 (SKU …)")."""
-    out = []
-    for part in (facts.get("variants") or "").split("; "):
-        label, _, rest = part.partition(": ")
-        money = rest.split(" (")[0].strip()
-        if label and money and money != "no price":
-            out.append((label.strip(), money))
-    return out
-
-
 def price_sentence(facts: dict[str, str], question: str) -> str:
     """The price the question asks for: the named variant's, each variant's when they differ, a sale's regular one."""
     name, asked = facts.get("name", "That product"), set(words(question))
-    priced = variants(facts)
+    priced = variant_prices(facts)
     named = [(label, money) for label, money in priced if set(words(label)) <= asked and words(label)]
     if len(named) == 1:
         return f"The {named[0][0]} {name} is {named[0][1]}."
@@ -81,8 +71,7 @@ def described(facts: dict[str, str], question: str, said: str) -> str:
     open_terms = [t for t in missing(question, said, names=(name,)) if not t.kind]
     if not open_terms:
         return ""
-    text = " ".join(facts.get(k, "") for k in ("description",))
-    chosen = [s for s in split_sentences(text) if any(covers(t, s) for t in open_terms)]
+    chosen = [s for s in split_sentences(facts.get("description", "")) if any(covers(t, s) for t in open_terms)]
     if not chosen:
         return ""
     quote = " ".join(chosen[:2]).strip()

@@ -130,6 +130,18 @@ def _shopify_product(name: str, handle: str, rows: list[tuple[int, dict]], warni
     return rows[0][0], facts
 
 
+def variant_prices(facts: dict[str, str]) -> list[tuple[str, str]]:
+    """(label, "$15.99") for each priced variant, read back from the ``variants`` fact this module
+    writes ("Regular: $9.99; Large: $15.99 (SKU …, regular price $20.00)")."""
+    out = []
+    for part in (facts.get("variants") or "").split("; "):
+        label, _, rest = part.partition(": ")
+        money = rest.split(" (")[0].strip()
+        if label and money and money != "no price":
+            out.append((label.strip(), money))
+    return out
+
+
 def _shopify_status(first: dict, where: str, handle: str, warnings: list[str]) -> str | None:
     """Our status from Shopify's Status (Published in older exports); None: not for sale, skip it."""
     raw = first["status"].strip().lower()
