@@ -6,6 +6,8 @@ The packages read as the flow (``pipeline.py`` shows it on one screen)::
     intake/      1. store what arrived (mail, texts), idempotently
     understand/  2. normalize, customer and thread, signals, bursts, the questions asked
     knowledge/   3. the knowledge folder, its index, retrieval
+    orders/      3b. order sources (Shopify, WooCommerce, an export file) and the order step:
+                 "where is my order?" answered to the order's own customer only
     draft/       4. drafting backends and tone
     decide/      5. the claim guard, answerability, the routing table, opt-out, limits
     send/        6. the outbox and the one send job over every channel

@@ -39,7 +39,10 @@ from responder.decide.routing import Decision, RouteFacts, decide
 from responder.draft.base import Drafter, DraftRequest, DraftResult, Turn
 from responder.draft.tone import apply_tone, rules_for
 from responder.knowledge.catalog import alternatives
-from responder.knowledge.retrieve import Knowledge
+from responder.knowledge.retrieve import Hit, Knowledge
+from responder.orders import step as order_step
+from responder.orders.lookup import Lookup
+from responder.orders.verify import numbers_in, other_questions, without_details
 from responder.owner import links, owner_mail, owner_replies
 from responder.send import outbox, reply
 from responder.understand import customers
@@ -89,6 +92,7 @@ class Work:
     unchecked: list[str] = field(default_factory=list)  # checks that raised: routing holds the draft
     limits: list[str] = field(default_factory=list)  # budget, hourly cap, loop breaker (responder.decide.limits)
     auto_paused: bool = False
+    order: order_step.OrderOutcome | None = None  # the order step's answer or reasons (responder.orders)
 
     @property
     def channel(self) -> str:
@@ -96,7 +100,7 @@ class Work:
 
 
 def process_message(*, session: Session, message: Message, settings: Settings, drafter: Drafter,
-                    retriever: Knowledge | None) -> Draft | None:
+                    retriever: Knowledge | None, orders: Lookup | None = None) -> Draft | None:
     """The routed draft, or None when the message is held until its burst is over."""
     work = Work(message=message)
     normalize(work, settings)
@@ -115,9 +119,10 @@ def process_message(*, session: Session, message: Message, settings: Settings, d
             work.decision = optout.route_for(work, session, settings)
             if work.decision is not None:
                 return store_outcome(work, session, settings)
-            # "my email is …", then the emailed code: one customer across email and texts.
-            linked = linking.handle_text(session, settings, customer=work.customer, channel=work.channel,
-                                           text=work.text)
+            # "my email is …", then the emailed code: one customer across email and texts ("1042
+            # jamie@example.com" is an order's details, for the order step).
+            linked = None if numbers_in(work.text) else linking.handle_text(
+                session, settings, customer=work.customer, channel=work.channel, text=work.text)
             if linked is not None:
                 work.customer, work.draft = linked.customer, linked.draft()
                 work.decision = Decision(Route.AUTO, linked.reasons)
@@ -130,11 +135,15 @@ def process_message(*, session: Session, message: Message, settings: Settings, d
         for other in fold_burst(session, message):
             work.text = f"{work.text}\n{other.new_text or other.text}".strip()
         compute(work, session, settings)
+        work.order = order_step.run(work, session, settings, orders, retriever.facts().policies if retriever else "")
         retrieve(work, retriever, session)
         if budget := cost_limits.budget_note(session, settings):  # today's model spend is used up
             work.limits.append(budget)
             drafter = drafter.offline
-        draft_reply(work, session, drafter, retriever, settings)
+        if work.order is not None and work.order.reply:
+            answer_from_order(work)
+        else:
+            draft_reply(work, session, drafter, retriever, settings)
         check(work, retriever, settings)
     route(work, session, settings)
     return store_outcome(work, session, settings)
@@ -216,6 +225,16 @@ def draft_reply(work: Work, session: Session, drafter: Drafter, retriever: Knowl
     work.draft = drafter.draft(request)
 
 
+def answer_from_order(work: Work) -> None:
+    """The order step's reply is the draft; the order records join the hits, so the claim guard
+    checks every number, date and link in it against them (and the knowledge)."""
+    outcome = work.order
+    work.hits = [Hit(source="orders", kind="order", title="the customer's order", text=outcome.facts_text,
+                     score=1.0)] + list(work.hits)
+    work.draft = DraftResult(reply=outcome.reply, confidence=0.95, backend="orders",
+                             sources=[f"order #{o.number} ({o.source})" for o in outcome.orders])
+
+
 def goods_of(retriever: Knowledge | None, settings: Settings | None = None) -> frozenset[str]:
     """The words the shop's goods go by, for the drafter (``answerability.shop_words``)."""
     if retriever is None:
@@ -253,7 +272,12 @@ def check(work: Work, retriever, settings: Settings) -> None:
     if work.signals is None or work.signals.language in ("en", "und"):  # the check reads English
         names = tuple(h.facts["name"] for h in work.hits if h.kind == "product" and h.facts.get("name"))
         words = shop_words(retriever.version, facts, settings.store.name)
-        work.check_failures += unanswered(work.text or work.subject, draft.reply, names=names,
+        asked = work.text or work.subject
+        if work.order is not None and work.order.orders:  # the record answered the order's part
+            asked = other_questions(asked)
+        if work.order is not None:  # "1043, sam@example.com": order details, no question to answer
+            asked = without_details(asked)
+        work.check_failures += unanswered(asked, draft.reply, names=names,
                                           known=words.known, goods=words.goods)
 
 
@@ -275,6 +299,8 @@ def route(work: Work, session: Session, settings: Settings) -> None:
         work.limits += pauses
         work.auto_paused = bool(pauses)  # no holding note either
     facts.limits = work.limits
+    if work.order is not None:
+        facts.order_step, facts.order_reply, facts.order_holds = True, bool(work.order.reply), list(work.order.holds)
     facts.unchecked = work.unchecked
     facts.unread = [n for n in work.notes if n.startswith(PARTIAL_READ)]
     if work.thread is not None:
@@ -287,7 +313,8 @@ def store_outcome(work: Work, session: Session, settings: Settings) -> Draft:
     decision, result, msg = work.decision, work.draft, work.message
     status = {Route.AUTO: DraftStatus.QUEUED, Route.IGNORE: DraftStatus.CLOSED,
               Route.THROTTLED: DraftStatus.CLOSED}.get(decision.route, DraftStatus.PENDING)
-    reasons = decision.reasons + [r for r in (result.reasons if result else []) + work.greeting_notes
+    notes = [f"order {n}" for n in work.order.notes] if work.order is not None else []
+    reasons = decision.reasons + [r for r in (result.reasons if result else []) + work.greeting_notes + notes
                                   if r not in decision.reasons]
     draft = Draft(message_id=msg.id, thread_id=msg.thread_id, route=decision.route, status=status,
                   text=result.reply if result else "", confidence=result.confidence if result else None,

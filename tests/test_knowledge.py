@@ -44,7 +44,10 @@ def warned(knowledge: Knowledge, *parts: str) -> list[str]:
 def test_the_sample_shop_loads_clean():
     knowledge = load_knowledge(ROOT / "knowledge")
     assert knowledge.warnings == []
-    assert counts(knowledge) == {"faq": 13, "policy": 5, "product": 8, "example": 4}
+    assert counts(knowledge) == {"faq": 14, "policy": 5, "product": 8, "example": 4}
+    # The sample orders beside the knowledge are customers' data: never an entry anyone may retrieve.
+    assert (ROOT / "knowledge" / "orders.csv").exists()
+    assert not any("orders.csv" in e.source or "priya" in e.text.lower() for e in knowledge.entries)
     assert len({e.key for e in knowledge.entries}) == len(knowledge.entries)
     entries = by_source(knowledge)
     ship = entries["faq.md#When will my order ship?"]
@@ -355,7 +358,8 @@ def test_other_files_are_ignored_with_a_warning(tmp_path):
     (tmp_path / "conversations.jsonl").write_text('{"customer": "hi"}\n')
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
-    (tmp_path / "orders.csv").write_text("order,total\n1,2\n")
+    (tmp_path / "inventory.csv").write_text("order,total\n1,2\n")
+    (tmp_path / "orders.csv").write_text("Name,Email\n#1001,a@b.c\n")  # customers' orders: silent, never knowledge
     (tmp_path / ".DS_Store").write_bytes(b"\x00\x01")
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "faq.md").write_text("# Old\n## Q\nA.\n")
@@ -364,7 +368,7 @@ def test_other_files_are_ignored_with_a_warning(tmp_path):
     knowledge = load_knowledge(tmp_path)
     assert [e.source for e in knowledge.entries] == ["faq.md#Q"]
     assert sorted(w.split(":")[0] for w in knowledge.warnings) == [
-        ".DS_Store", "dangling.md", "logo.png", "notes.txt", "old", "orders.csv"]
+        ".DS_Store", "dangling.md", "inventory.csv", "logo.png", "notes.txt", "old"]
 
 
 def test_an_empty_and_a_missing_folder(tmp_path):

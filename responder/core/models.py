@@ -322,3 +322,20 @@ class Alert(SQLModel, table=True):
     detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     created_at: datetime = Field(default_factory=utcnow, index=True)
     until: Optional[datetime] = None
+
+
+class OrderCheck(SQLModel, table=True):
+    """One order lookup a customer's message caused (responder.orders.step): who asked, about which
+    order, and whether they proved it was theirs. Wrong guesses per sender per hour are counted
+    from these rows, so the limit holds across daemons."""
+    __table_args__ = (Index("ix_ordercheck_sender_at", "sender", "at"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    message_id: Optional[int] = Field(default=None, foreign_key="message.id")
+    sender: str = Field(max_length=320)          # the address or number the reply goes to
+    order_number: str = Field(default="", max_length=64)
+    intent: str = Field(default="", max_length=40)  # what the customer wants: "where the order is", "a cancellation" …
+    # verified | asked (details requested) | mismatch (wrong number/email pair, or not theirs) |
+    # limited (too many wrong guesses) | unavailable (the source failed)
+    outcome: str = Field(max_length=16)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    at: datetime = Field(default_factory=utcnow)

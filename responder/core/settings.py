@@ -242,6 +242,43 @@ class TwilioSettings(Section):
         return _secret(self.auth_token_env, "[twilio] auth_token_env")
 
 
+class OrderSettings(Section):
+    """Where order data comes from (responder.orders): "where is my order?" answered to the order's
+    own customer. "none": order questions go to the owner, as before."""
+    source: Literal["none", "file", "shopify", "woocommerce"] = "none"
+    # file: a Shopify orders export CSV (optional columns Tracking Company, Tracking Number,
+    # Tracking URL, Delivered at), read again whenever it changes.
+    file: Path = Path("orders.csv")
+    # shopify: https://your-shop.myshopify.com; woocommerce: https://your-shop.example (the WordPress site).
+    shop_url: str = ""
+    # Shopify: a custom app's Admin API access token with the read_orders scope.
+    token_env: str = "SHOPIFY_ACCESS_TOKEN"
+    api_version: str = "2026-10"
+    # WooCommerce: a REST API key with Read access (WooCommerce > Settings > Advanced > REST API).
+    consumer_key_env: str = "WOOCOMMERCE_CONSUMER_KEY"
+    consumer_secret_env: str = "WOOCOMMERCE_CONSUMER_SECRET"
+    timeout_s: float = Field(5.0, gt=0)      # one lookup, retries included
+    cache_s: float = Field(60.0, ge=0)       # a looked-up order is reused this long
+    # Wrong guesses (an order number with another customer's email) per sender per hour; then
+    # lookups stop for that sender and the owner is told.
+    max_failed_checks_per_hour: int = Field(3, ge=1)
+    # Days after shipping when an order counts as late; 0: read from the knowledge ("delivery
+    # takes 3–5 business days" gives 5 business days).
+    late_after_days: int = Field(0, ge=0)
+
+    @field_validator("shop_url")
+    @classmethod
+    def _shop_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (or http:// for a shop on this machine)")
+        return value
+
+    def secret(self, name: str) -> str:
+        env = getattr(self, name)
+        return _secret(env, f"[orders] {name}")
+
+
 class ApprovalSettings(Section):
     """The approval queue (responder.owner.approvals)."""
     remind_after_hours: float = Field(24.0, gt=0)  # a pending draft this old gets one reminder
@@ -295,6 +332,7 @@ class Settings(BaseSettings):
     signals: SignalSettings = SignalSettings()
     web: WebSettings = WebSettings()
     twilio: TwilioSettings = TwilioSettings()
+    orders: OrderSettings = OrderSettings()
     approvals: ApprovalSettings = ApprovalSettings()
     digest: DigestSettings = DigestSettings()
     privacy: PrivacySettings = PrivacySettings()

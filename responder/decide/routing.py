@@ -39,6 +39,9 @@ class RouteFacts:
     limits: list[str] = field(default_factory=list)  # LLM budget spent, hourly cap, loop breaker
     unread: list[str] = field(default_factory=list)  # parts of the mail the parser had to skip
     unchecked: list[str] = field(default_factory=list)  # checks that raised: the draft waits (fail closed)
+    order_step: bool = False      # the order step looked this up (responder.orders): it says what holds it
+    order_reply: bool = False     # ... and answered from the order's own record, or asked for the details
+    order_holds: list[str] = field(default_factory=list)  # what about the order only the owner may do
 
 
 @dataclass
@@ -89,10 +92,18 @@ def is_sensitive(f: RouteFacts) -> str | None:
     return "a topic for the owner: " + "; ".join(s.sensitive) if s is not None and s.sensitive else None
 
 
+def order_needs_owner(f: RouteFacts) -> str | None:
+    """A request the bot must not carry out (cancel, change, refund, a wrong item), a late or lost
+    parcel, an order it couldn't match to the sender, or an order source that failed."""
+    return "; ".join(f.order_holds) if f.order_holds else None
+
+
 def about_an_order(f: RouteFacts) -> str | None:
-    """Only the order's own data can answer it; until an order source says, the owner does."""
+    """Only the order's own data can answer it; unless the order step answered from it, the owner does."""
     s = f.signals
-    return f"{s.about_order}: only the order's data can answer this" if s is not None and s.about_order else None
+    if s is None or not s.about_order or f.order_step:
+        return None
+    return f"{s.about_order}: only the order's data can answer this"
 
 
 def too_long_unresolved(f: RouteFacts) -> str | None:
@@ -178,6 +189,7 @@ RULES: list[tuple[Rule, str]] = [
     (wants_human, Route.HANDOFF),
     (is_frustrated, Route.HANDOFF),
     (is_sensitive, Route.HANDOFF),
+    (order_needs_owner, Route.HANDOFF),
     (about_an_order, Route.HANDOFF),
     (too_long_unresolved, Route.HANDOFF),
     (needs_no_reply, Route.IGNORE),

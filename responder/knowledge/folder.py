@@ -21,7 +21,8 @@ The folder contract:
   ``responder/knowledge/catalog.py``); other CSV files are ignored with a warning.
 - ``examples.jsonl``: ``{"customer": ..., "reply": ...}`` tone examples, one per line (text =
   customer + "\\n" + reply).
-- ``conversations.jsonl`` (the owner's regression cases) is skipped silently; anything else, a
+- ``conversations.jsonl`` (the owner's regression cases) and ``orders.csv`` (customers' orders, read
+  only by ``responder.orders`` for the order's own customer) are skipped silently; anything else, a
   folder, a hidden file, a file over ``MAX_BYTES``, is ignored with a warning.
 
 Files may be UTF-8 (with or without a BOM) with any line endings. Other encodings are detected
@@ -142,8 +143,10 @@ def markdown_kind(stem: str) -> str:
 
 def _read_file(path: Path, warnings: list[str], skus: dict[str, str]) -> list[Entry]:
     name, lower, suffix = path.name, path.name.lower(), path.suffix.lower()
-    if lower == "conversations.jsonl" or (lower.startswith(".catalog-") and lower.endswith(".tmp")):
-        return []  # regression cases, read elsewhere / the catalog feed writing its next file
+    if lower in ("conversations.jsonl", "orders.csv") or (lower.startswith(".catalog-") and lower.endswith(".tmp")):
+        # regression cases, read elsewhere / customers' orders (responder.orders), never knowledge
+        # anyone may retrieve / the catalog feed writing its next file
+        return []
     if name.startswith("."):
         warnings.append(f"{name}: hidden file, ignored")
     elif path.is_dir():

@@ -15,6 +15,7 @@ from responder.core.locks import job_lock
 from responder.core.settings import Settings
 from responder.draft.base import Drafter
 from responder.knowledge.retrieve import Knowledge
+from responder.orders.lookup import Lookup, source_for
 from responder.understand.signals import warm_up as warm_signals
 
 
@@ -24,6 +25,7 @@ class Context:
     db: Database
     drafter: Drafter | None      # None: a context that drafts nothing (the owner's commands, tests)
     retriever: Knowledge | None
+    orders: Lookup | None = None   # the shop's order data ([orders]), None when not connected
     stopping: threading.Event = field(default_factory=threading.Event)
 
 
@@ -47,7 +49,8 @@ def build_context(settings: Settings, *, drafter=None, knowledge_dir: Path | Non
     retriever = Retriever(index)
     retriever.refresh(force=True)
     warm_signals(settings.signals.languages)  # before any transaction needs them (see responder.understand.signals.warm_up)
-    return Context(settings=settings, db=db, drafter=drafter or make_drafter(settings), retriever=retriever)
+    return Context(settings=settings, db=db, drafter=drafter or make_drafter(settings), retriever=retriever,
+                   orders=source_for(settings))
 
 
 def index_root(settings: Settings) -> Path | None:

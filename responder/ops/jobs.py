@@ -186,7 +186,7 @@ def _process_next(ctx: Context) -> bool:
         try:
             with session.begin_nested():
                 process_message(session=session, message=message, settings=ctx.settings,
-                                drafter=ctx.drafter, retriever=ctx.retriever)
+                                drafter=ctx.drafter, retriever=ctx.retriever, orders=ctx.orders)
         except DatabaseUnavailable:
             raise  # not the message's fault: it stays received, no attempt counted
         except Exception as exc:

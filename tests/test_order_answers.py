@@ -1,0 +1,223 @@
+"""Order questions end to end through the pipeline, with the order file the README tells an owner
+to write (``[orders] source = "file"``): answered to the order's own customer, never to anyone else.
+
+Each test stores real customer messages (raw email, texts), runs the process job and reads the
+drafts, the outbox and the order checks. Orders are dated relative to the test's clock, so their
+state (not shipped, on its way, delivered, late) doesn't drift with the calendar. The Shopify and
+WooCommerce sources are driven the same way through their loopback fakes in
+``test_orders_sources_e2e.py``; the email and SMS loops on real servers in ``test_order_loops.py``.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from datetime import timedelta
+
+import pytest
+from helpers import customer_mail, make_context, rows, write_settings
+from orders_data import export, order
+
+from responder.core.clock import clock, utcnow
+from responder.core.models import (
+    Alert,
+    Draft,
+    Message,
+    OrderCheck,
+    Outbox,
+    OutboxKind,
+    Route,
+)
+from responder.intake.store import store_inbound_email, store_inbound_text
+from responder.ops.jobs import process_pending
+
+README_ORDERS = '[orders]\nsource = "file"\nfile = "orders.csv"\n'
+_ids = itertools.count(1)
+
+PRIYA = dict(email="priya.shah@example.com", phone="+13125550163", tracking="9400111899223100067890",
+             url="https://tools.usps.com/go/TrackConfirmAction?tLabels=9400111899223100067890")
+
+
+def sample_orders(now):
+    return [
+        order("1042", PRIYA["email"], phone=PRIYA["phone"], name="Priya Shah", placed=now - timedelta(days=3),
+              items=(("Amber Noir", 1, "48.00", "WW-104"),), shipped=now - timedelta(days=2), carrier="USPS",
+              tracking=PRIYA["tracking"], url=PRIYA["url"], eta=now + timedelta(days=2)),
+        order("1043", "sam.okafor@example.com", phone="+16175550188", name="Sam Okafor",
+              placed=now - timedelta(hours=5), items=(("Cedar & Smoke", 2, "32.00", "WW-101"),), shipping="0.00"),
+        order("1041", "jamie.rivera@example.com", phone="+15125550147", name="Jamie Rivera",
+              placed=now - timedelta(days=20), shipped=now - timedelta(days=19), carrier="USPS",
+              tracking="9400111899223100012345", url="https://tools.usps.com/t/9400111899223100012345",
+              delivered=now - timedelta(days=16)),
+        order("1044", "lena.fischer@example.com", name="Lena Fischer", placed=now - timedelta(days=9),
+              items=(("Sea Salt & Fig", 1, "32.00", "WW-103"),), financial="refunded",
+              cancelled=now - timedelta(days=9), refunded="39.00", refunded_at=now - timedelta(days=8)),
+        order("1046", "noor.haddad@example.com", phone="+14155550123", name="Noor Haddad",
+              placed=now - timedelta(days=30), shipped=now - timedelta(days=29), carrier="UPS",
+              tracking="1Z999AA10123456784", url="https://www.ups.com/track?tracknum=1Z999AA10123456784"),
+    ]
+
+
+# What no one but the order's own customer may read.
+PRIVATE = {"1042": ["Amber Noir", PRIYA["tracking"], "Priya", "USPS", "55.00", "Secret Lane"],
+           "1043": ["Cedar & Smoke", "Sam", "64.00", "Secret Lane"]}
+
+
+@pytest.fixture
+def shop(tmp_path, database_url):
+    clock.freeze()
+    (tmp_path / "orders.csv").write_text(export(sample_orders(utcnow())), encoding="utf-8")
+    path = write_settings(tmp_path, database_url=database_url, extra=README_ORDERS)
+    ctx = make_context(path)
+    yield ctx
+    ctx.db.dispose()
+
+
+def email_in(ctx, sender: str, body: str, subject: str = "My order", **headers) -> Message:
+    clock.advance(seconds=30)  # one message at a time: no burst
+    raw = customer_mail(body, sender=sender, subject=subject, headers=headers or None)
+    with ctx.db.transaction() as session:
+        return store_inbound_email(session=session, raw=raw, mailbox="INBOX", uidvalidity=1, uid=next(_ids))
+
+
+def text_in(ctx, sender: str, body: str, channel: str = "sms") -> Message:
+    clock.advance(seconds=30)
+    with ctx.db.transaction() as session:
+        return store_inbound_text(session=session, channel=channel, sender=sender, text=body,
+                                  provider_id=f"SM{next(_ids):032d}")
+
+
+def answer(ctx, message: Message) -> Draft:
+    process_pending(ctx)
+    [draft] = rows(ctx, Draft, Draft.message_id == message.id)
+    return draft
+
+
+def to_customers(ctx) -> list[Outbox]:
+    return [o for o in rows(ctx, Outbox) if o.kind in (OutboxKind.REPLY, OutboxKind.HOLDING)]
+
+
+def test_the_orders_own_customer_gets_the_tracking_link(shop):
+    draft = answer(shop, email_in(shop, "Priya Shah <Priya.Shah@Example.com>", "Hi, where is my order?"))
+    assert draft.route == Route.AUTO, draft.reasons
+    assert "#1042" in draft.text and PRIYA["url"] in draft.text and "USPS" in draft.text
+    assert "estimated delivery date" in draft.text
+    assert any(r.startswith("order #1042: shipped") for r in draft.reasons)  # the owner's summary
+    [check] = rows(shop, OrderCheck)
+    assert check.outcome == "verified" and "order's email" in check.detail
+
+
+@pytest.mark.parametrize("body, state", [
+    ("where is my order #1043?", "hasn't shipped yet"),
+    ("has order 1044 been refunded?", "refund of $39.00"),
+])
+def test_each_state_in_the_shops_words(shop, body, state):
+    sender = "sam.okafor@example.com" if "1043" in body else "lena.fischer@example.com"
+    draft = answer(shop, email_in(shop, sender, body))
+    assert draft.route == Route.AUTO, draft.reasons
+    assert state in draft.text
+    if "1043" in body:  # the dispatch time is the FAQ's own sentence
+        assert "ship within 2 business days" in draft.text
+    else:  # and the bank's time is the FAQ's too
+        assert "5–10 business days" in draft.text
+
+
+def test_a_guessed_number_gets_a_request_for_both_details_and_nothing_of_the_order(shop):
+    draft = answer(shop, email_in(shop, "mallory@attacker.test", "Where is order #1042?"))
+    assert draft.route == Route.AUTO
+    assert "order number and the email address" in draft.text
+    for word in PRIVATE["1042"]:
+        assert word not in draft.text
+    [check] = rows(shop, OrderCheck)
+    assert check.outcome == "mismatch" and check.order_number == "1042"
+
+
+def test_a_wrong_email_and_a_missing_order_get_the_same_words(shop):
+    """Never say which one was wrong: an existing number with the wrong email reads exactly like a
+    number that doesn't exist."""
+    wrong_email = answer(shop, email_in(shop, "a@attacker.test", "Order #1042, placed with priya@example.net"))
+    no_order = answer(shop, email_in(shop, "b@attacker.test", "Order #9999, placed with priya.shah@example.com"))
+    assert wrong_email.text == no_order.text and "couldn't match" in wrong_email.text
+    for draft in (wrong_email, no_order):
+        assert not any(w in draft.text for w in PRIVATE["1042"])
+
+
+def test_the_number_and_the_email_it_was_placed_with_prove_it(shop):
+    """Shopify's own order status page asks for the same two things."""
+    first = answer(shop, text_in(shop, "+15550001111", "where is my order?"))
+    assert "order number and the email address" in first.text
+    second = answer(shop, text_in(shop, "+15550001111", "1042 priya.shah@example.com"))
+    assert second.route == Route.AUTO, second.reasons
+    assert "#1042" in second.text and PRIYA["url"] in second.text
+    assert [c.outcome for c in rows(shop, OrderCheck)] == ["asked", "verified"]
+
+
+def test_an_order_number_texted_from_another_phone_reveals_nothing(shop):
+    draft = answer(shop, text_in(shop, "+16175550199", "where's my order #1043"))
+    assert "order number and the email address" in draft.text
+    assert not any(w in draft.text for w in PRIVATE["1043"])
+    own = answer(shop, text_in(shop, "+1 (617) 555-0188", "where's my order"))
+    assert own.route == Route.AUTO and "#1043" in own.text and "Cedar & Smoke" in own.text
+
+
+def test_whatsapp_from_the_orders_phone_is_answered(shop):
+    draft = answer(shop, text_in(shop, "whatsapp:+13125550163", "any news on my order?? where is my package",
+                                 channel="whatsapp"))
+    assert draft.route == Route.AUTO, draft.reasons
+    assert "#1042" in draft.text
+
+
+def test_many_guesses_stop_the_lookups_and_tell_the_owner_once(shop):
+    guesses = ["Where is order #1040?", "what about order 1041", "Status of #1042 please", "order #1043 where is it",
+               "#1044?"]
+    replies = [answer(shop, email_in(shop, "mallory@attacker.test", text)) for text in guesses]
+    checks = rows(shop, OrderCheck)
+    assert [c.outcome for c in checks] == ["mismatch"] * 3 + ["limited"] * 2
+    assert all(d.route == Route.HANDOFF and "paused" in " ".join(d.reasons) for d in replies[3:])
+    assert [a.kind for a in rows(shop, Alert)] == ["orders"]  # told once
+    for draft in replies:
+        for words in PRIVATE.values():
+            assert not any(w in draft.text for w in words)
+    sent = to_customers(shop)
+    assert len(sent) >= 3
+    for out in sent:
+        assert not any(w in out.body_text for words in PRIVATE.values() for w in words)
+
+
+def test_a_forged_reply_to_never_receives_the_order(shop):
+    """From names the order's customer, Reply-To the attacker: the reply goes to the From address
+    (``channels.email.autoreply.reply_address``), so the attacker reads nothing."""
+    message = email_in(shop, "priya.shah@example.com", "where is my order?", **{"Reply-To": "mallory@attacker.test"})
+    draft = answer(shop, message)
+    assert draft.route == Route.AUTO
+    assert {o.recipient for o in to_customers(shop)} == {"priya.shah@example.com"}
+
+
+def test_requests_go_to_the_owner_with_the_orders_summary(shop):
+    draft = answer(shop, email_in(shop, "sam.okafor@example.com", "Please cancel my order #1043, I ordered twice"))
+    assert draft.route == Route.HANDOFF
+    summary = next(r for r in draft.reasons if r.startswith("order #1043"))
+    assert re.search(r"not shipped yet, \$64\.00, placed 5 h ago, cancellable", summary), summary
+    assert any(r.startswith("a cancellation: the bot doesn't act on orders") for r in draft.reasons)
+    [holding] = [o for o in to_customers(shop) if o.kind == OutboxKind.HOLDING]
+    assert "Maya" in holding.body_text and "Cedar" not in holding.body_text
+
+
+@pytest.mark.parametrize("sender, body, why", [
+    ("jamie.rivera@example.com", "My order #1041 never arrived", "shows as delivered"),
+    ("noor.haddad@example.com", "where is my order?", "is late"),
+    ("priya.shah@example.com", "Where is my refund for order 1042?", "shows none"),
+])
+def test_what_the_record_cant_settle_goes_to_the_owner(shop, sender, body, why):
+    draft = answer(shop, email_in(shop, sender, body))
+    assert draft.route == Route.HANDOFF, draft.reasons
+    assert why in " ".join(draft.reasons)
+
+
+def test_an_outage_holds_the_draft_and_tells_the_owner_once(shop, tmp_path):
+    (tmp_path / "orders.csv").unlink()
+    first = answer(shop, email_in(shop, "priya.shah@example.com", "where is my order?"))
+    second = answer(shop, email_in(shop, "sam.okafor@example.com", "where is my order #1043?"))
+    for draft in (first, second):
+        assert draft.route == Route.HANDOFF
+        assert "the order source couldn't answer" in " ".join(draft.reasons)
+    assert [(a.kind, a.key[:5]) for a in rows(shop, Alert)] == [("orders", "down:")]
