@@ -47,11 +47,13 @@ from responder.orders.answer import (
 from responder.orders.base import Order, OrderSourceError
 from responder.orders.lookup import Lookup
 from responder.orders.verify import (
+    STATUS_ASK,
     emails_in,
     intent_of,
     not_received,
     numbers_in,
     proof,
+    without_details,
 )
 from responder.understand import customers
 from responder.understand.conversation import thread_history
@@ -157,6 +159,9 @@ def handle(session: Session, lookup: Lookup, *, message_id: int | None, channel:
     out.facts_text = "\n".join(record_text(o, tz=tz, today=today) for o in out.orders)
     if intent not in STATUS:
         out.holds.append(f"{intent}: the bot doesn't act on orders, the owner decides")
+        return out
+    if not STATUS_ASK.search(without_details(text) or words):  # only details: what they asked before counts
+        out.holds.append("the customer names an order but doesn't ask where it stands: the owner reads what they want")
         return out
     out.holds += hold_reasons(out.orders, intent=intent, text=text, times=times, today=today,
                               late_after_days=late_after_days)

@@ -41,6 +41,10 @@ def emails_in(text: str) -> list[str]:
     return list(dict.fromkeys(m.group(0).lower().rstrip(".") for m in _EMAIL.finditer(text or "")))
 
 
+# What asks where an order stands; an order number with anything else ("order #1043, wrong scent")
+# is for the owner.
+STATUS_ASK = re.compile(r"\b(?:where(?:'s)?|when|status|ship\w*|dispatch\w*|sent|arriv\w*|track\w*|updates?|news"
+                        r"|deliver\w*|eta|yet|how\s+long|come|coming|received?|refund\w*|money\s+back)\b", re.I)
 _REFUND = re.compile(r"\b(?:refund\w*|money\s+back|reimburse\w*)\b", re.I)
 _ORDER_TALK = re.compile(
     r"\b(?:my|our|this|that|the)\s+(?:\w+\s+)?(?:order|package|parcel|shipment|delivery|refund|tracking)s?\b"
