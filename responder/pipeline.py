@@ -341,7 +341,9 @@ def store_outcome(work: Work, session: Session, settings: Settings) -> Draft:
         holding = render("replies/holding.txt.j2", owner_name=settings.store.owner_name, frustrated=frustrated,
                          upset=upset,
                          asked_again=asked_again, wants_human=bool(signals and signals.wants_human),
-                         about_order=bool(signals and signals.about_order)).strip()
+                         about_order=bool(signals and signals.about_order),
+                         # only an order proved to be theirs is named (responder.orders.verify)
+                         order_number=work.order.orders[0].number if work.order and work.order.orders else "").strip()
         enqueue_reply(work, draft, holding, session, settings, kind=OutboxKind.HOLDING)
     msg.status, msg.processed_at, msg.last_error = MessageStatus.PROCESSED, utcnow(), None
     msg.next_attempt_at = None

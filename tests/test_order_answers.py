@@ -199,7 +199,12 @@ def test_requests_go_to_the_owner_with_the_orders_summary(shop):
     assert re.search(r"not shipped yet, \$64\.00, placed 5 h ago, cancellable", summary), summary
     assert any(r.startswith("a cancellation: the bot doesn't act on orders") for r in draft.reasons)
     [holding] = [o for o in to_customers(shop) if o.kind == OutboxKind.HOLDING]
-    assert "Maya" in holding.body_text and "Cedar" not in holding.body_text
+    assert "about order #1043 to Maya" in holding.body_text and "Cedar" not in holding.body_text
+    # Someone else asking the same: the holding reply names no order.
+    other = answer(shop, email_in(shop, "mallory@attacker.test", "Please cancel order #1043"))
+    assert other.route == Route.HANDOFF and "no order could be matched" in " ".join(other.reasons)
+    [second] = [o for o in to_customers(shop) if o.kind == OutboxKind.HOLDING and o.recipient.startswith("mallory")]
+    assert "1043" not in second.body_text and "look up your order" in second.body_text
 
 
 @pytest.mark.parametrize("sender, body, why", [
@@ -221,3 +226,21 @@ def test_an_outage_holds_the_draft_and_tells_the_owner_once(shop, tmp_path):
         assert draft.route == Route.HANDOFF
         assert "the order source couldn't answer" in " ".join(draft.reasons)
     assert [(a.kind, a.key[:5]) for a in rows(shop, Alert)] == [("orders", "down:")]
+
+
+def test_the_owners_numbers_count_order_questions(shop):
+    """The dashboard and the digest: the share of order questions, answered automatically vs held."""
+    from responder.owner import metrics
+    from responder.web.dashboard import headline
+    from responder.web.pages import Formatter
+
+    answer(shop, email_in(shop, "priya.shah@example.com", "where is my order?"))          # auto
+    answer(shop, email_in(shop, "sam.okafor@example.com", "please cancel my order #1043"))  # handoff
+    answer(shop, email_in(shop, "ana@example.org", "How much is shipping?"))                # no order question
+    with shop.db.transaction() as session:
+        m = metrics.compute(session, start=utcnow() - timedelta(hours=1), end=utcnow() + timedelta(minutes=1),
+                            settings=shop.settings)
+    assert (m.order_questions, m.order_auto, m.order_held, m.needing_reply) == (2, 1, 1, 3)
+    assert m.order_share == pytest.approx(2 / 3) and m.order_auto_rate == 0.5
+    [row] = [r for r in headline(m, Formatter(shop.settings)) if r[0] == "Order questions"]
+    assert row[2] == "2 asked; 1 answered automatically, 1 held"

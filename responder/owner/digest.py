@@ -125,6 +125,7 @@ def _subject(today: date, held: list[Draft], failed: list[dict], quiet: bool, to
 def _numbers(m) -> list[tuple[str, str]]:
     return [("Messages in", str(m.messages_in)), ("Answered automatically", str(m.auto_replies)),
             ("Held for approval", str(m.held)), ("Handed off to you", str(m.handoffs)),
+            ("Order questions", f"{m.order_questions} ({m.order_auto} answered automatically, {m.order_held} held)"),
             ("Median first response", report.format_duration(m.first_response_median_s)),
             ("Thumbs down", str(m.thumbs_down)), ("LLM spend", report.format_money(m.llm_cost))]
 

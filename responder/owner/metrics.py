@@ -21,6 +21,9 @@ Definitions, in the words the owner reads:
   acknowledgement ("ok thanks", "👍": ``language.is_acknowledgement``) is not a reopen. Only
   replies whose 7 days are over count, so a window younger than a week has no value yet.
 - handoff reasons: the first reason of each handoff, cut to its gist (``reason_gist``).
+- order questions: messages needing a reply that asked about one particular order (the
+  ``about_order`` signal) or were answered from an order's record (backend "orders"); of those,
+  answered automatically and held (review or handoff).
 - medians are ``statistics.median``; p90 is the nearest-rank percentile (a value that occurred).
 """
 from __future__ import annotations
@@ -90,6 +93,11 @@ class Metrics:
     llm_cost: float = 0.0
     pending_now: int = 0
     failed_sends: int = 0
+    order_questions: int = 0
+    order_auto: int = 0
+    order_held: int = 0
+    order_share: float | None = None        # of the messages needing a reply
+    order_auto_rate: float | None = None    # of the order questions
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -126,6 +134,7 @@ class _Tally:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
+    orders: Counter = field(default_factory=Counter)   # route -> order questions
 
     def rate(self, route: str) -> float | None:
         return _share(self.routes[route], sum(self.routes[r] for r in NEEDING))
@@ -181,7 +190,7 @@ def yesterday(settings: Settings, now: datetime | None = None) -> date:
 def _inbound(session: Session, start: datetime, end: datetime, settings: Settings) -> list:
     rows = session.exec(
         select(Message.thread_id, Message.sender, Message.received_at, Draft.route, Draft.reasons,
-               Draft.llm_prompt_tokens, Draft.llm_completion_tokens, Draft.llm_cost)
+               Draft.llm_prompt_tokens, Draft.llm_completion_tokens, Draft.llm_cost, Draft.signals, Draft.backend)
         .select_from(Message).outerjoin(Draft, col(Draft.message_id) == col(Message.id))
         .where(Message.direction == "in", Message.received_at >= start, Message.received_at < end)
         .order_by(col(Message.received_at), col(Message.id))).all()
@@ -213,6 +222,8 @@ def _add(tally: _Tally, row, replies: dict) -> None:
     if row.route == Route.IGNORE and reasons and reasons[0].startswith(ROBOT_PREFIX):
         tally.robot_mail += 1
     tally.routes[row.route] += 1
+    if row.route in NEEDING and ((row.signals or {}).get("about_order") or row.backend == "orders"):
+        tally.orders[row.route] += 1
     tally.prompt_tokens += row.llm_prompt_tokens or 0
     tally.completion_tokens += row.llm_completion_tokens or 0
     tally.cost += row.llm_cost or 0.0
@@ -286,7 +297,10 @@ def compute(session: Session, *, start: datetime, end: datetime, settings: Setti
             col(Draft.route).in_(HELD), Draft.status == DraftStatus.PENDING)).one(),
         failed_sends=session.exec(select(func.count()).select_from(Outbox).where(
             col(Outbox.status).in_([OutboxStatus.FAILED, OutboxStatus.UNKNOWN]),
-            Outbox.created_at >= start, Outbox.created_at < end)).one())
+            Outbox.created_at >= start, Outbox.created_at < end)).one(),
+        order_questions=(orders := sum(tally.orders.values())), order_auto=tally.orders[Route.AUTO],
+        order_held=orders - tally.orders[Route.AUTO], order_share=_share(orders, needing),
+        order_auto_rate=_share(tally.orders[Route.AUTO], orders))
 
 
 def daily(session: Session, *, settings: Settings, days: int, until: date | None = None) -> list[DayMetrics]:

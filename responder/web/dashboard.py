@@ -28,6 +28,8 @@ def headline(m, fmt: Formatter) -> list[tuple[str, str, str]]:
     return [
         ("Answered automatically", fmt.pct(m.auto_rate), f"{m.auto_replies} of {m.needing_reply} needing a reply"),
         ("Handed to you", fmt.pct(m.handoff_rate), f"{m.handoffs} handed over, {m.held} held for review"),
+        ("Order questions", fmt.pct(m.order_share),
+         f"{m.order_questions} asked; {m.order_auto} answered automatically, {m.order_held} held"),
         ("First response, automatic", fmt.duration(m.first_response_auto_median_s), "median"),
         ("First response, by you", fmt.duration(m.first_response_human_median_s), "median"),
         ("Thumbs down", fmt.pct(m.thumbs_down_rate), f"{m.thumbs_down} of {m.thumbs_up + m.thumbs_down} votes"),
