@@ -21,7 +21,7 @@ def run(*args, timeout=300):
 def test_sample_shop_regression_cases_pass():
     result = run("eval")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "14 of 14 cases pass" in result.stdout
+    assert "18 of 18 cases pass" in result.stdout
 
 
 def test_eval_json_has_one_object_per_customer_turn():
