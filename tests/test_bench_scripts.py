@@ -22,6 +22,8 @@ RUNS = {
     "memory-start": ["bench/memory.py", "start", "--starts", "1"],
     "memory-soak": ["bench/memory.py", "soak", "--soak-minutes", "0.5", "--sms"],
     "llm-cost": ["bench/llm_cost.py", "--questions", "3"],
+    "orders": ["bench/orders.py", "--orders", "20", "--messages", "3", "--runs", "1", "--faq", "4",
+               "--order-questions", "2"],
 }
 
 

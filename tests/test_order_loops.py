@@ -134,7 +134,7 @@ def test_email_about_orders_from_the_export_file(tmp_path, monkeypatch, dovecot,
         _, mallory = bodies["mallory@attacker.test"]
         assert "order number and the email address" in mallory and "Amber" not in mallory and TRACKING not in mallory
         _, sam = bodies["sam.okafor@example.com"]
-        assert "passed this to Maya" in sam
+        assert "passed your message about order #1043 to Maya" in sam
         drafts = {d.route for d in rows(ctx, Draft)}
         assert drafts == {Route.AUTO, Route.HANDOFF}
         [cancel] = [d for d in rows(ctx, Draft) if d.route == Route.HANDOFF]

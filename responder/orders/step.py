@@ -160,7 +160,9 @@ def handle(session: Session, lookup: Lookup, *, message_id: int | None, channel:
     if intent not in STATUS:
         out.holds.append(f"{intent}: the bot doesn't act on orders, the owner decides")
         return out
-    if not STATUS_ASK.search(without_details(text) or words):  # only details: what they asked before counts
+    # A bare order number is a status question only when they ask where it stands ("order #1043, wrong
+    # scent" is not); with only details, what they asked before counts.
+    if intent == "an order number" and not STATUS_ASK.search(without_details(text) or words):
         out.holds.append("the customer names an order but doesn't ask where it stands: the owner reads what they want")
         return out
     out.holds += hold_reasons(out.orders, intent=intent, text=text, times=times, today=today,

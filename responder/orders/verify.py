@@ -44,11 +44,13 @@ def emails_in(text: str) -> list[str]:
 # What asks where an order stands; an order number with anything else ("order #1043, wrong scent")
 # is for the owner.
 STATUS_ASK = re.compile(r"\b(?:where(?:'s)?|when|status|ship\w*|dispatch\w*|sent|arriv\w*|track\w*|updates?|news"
-                        r"|deliver\w*|eta|yet|how\s+long|come|coming|received?|refund\w*|money\s+back)\b", re.I)
+                        r"|deliver\w*|eta|yet|how\s+long|come|coming|received?|refund\w*|money\s+back|reimburs\w*|rebate"
+                        r"|processed|locat\w*|find)\b", re.I)
 _REFUND = re.compile(r"\b(?:refund\w*|money\s+back|reimburse\w*)\b", re.I)
 _ORDER_TALK = re.compile(
     r"\b(?:my|our|this|that|the)\s+(?:\w+\s+)?(?:order|package|parcel|shipment|delivery|refund|tracking)s?\b"
-    r"|#\s?\d{3,}|\border\s+(?:no\.?\s*|number\s*)?#?\d{3,}|\b(?:it|they|them)\s+(?:arrive|ship|be\s+(?:here|delivered))", re.I)
+    r"|#\s?\d{3,}|\b(?:order|purchase)\s*(?:no\.?\s*|number\s*)?#?\s*\d{3,}"
+    r"|\b(?:it|they|them)\s+(?:arrive|ship|be\s+(?:here|delivered))", re.I)
 
 
 def intent_of(reason: str | None, text: str = "") -> str:
