@@ -75,14 +75,14 @@ def shop(tmp_path, database_url):
 
 
 def email_in(ctx, sender: str, body: str, subject: str = "My order", **headers) -> Message:
-    clock.advance(seconds=30)  # one message at a time: no burst
+    clock.advance(seconds=15)  # one message at a time: no burst (3 in 10 s)
     raw = customer_mail(body, sender=sender, subject=subject, headers=headers or None)
     with ctx.db.transaction() as session:
         return store_inbound_email(session=session, raw=raw, mailbox="INBOX", uidvalidity=1, uid=next(_ids))
 
 
 def text_in(ctx, sender: str, body: str, channel: str = "sms") -> Message:
-    clock.advance(seconds=30)
+    clock.advance(seconds=15)
     with ctx.db.transaction() as session:
         return store_inbound_text(session=session, channel=channel, sender=sender, text=body,
                                   provider_id=f"SM{next(_ids):032d}")
@@ -260,3 +260,96 @@ def test_bitext_status_phrasings_from_the_orders_own_customers_are_answered_righ
     assert out["cases"] == 61 + 65
     assert out["wrong"] == 0, out["wrong_examples"]
     assert out["right_share"] >= 0.9, out
+
+
+def test_another_customers_thread_lends_no_proof(shop):
+    """Priya typed her number and email in her own thread; Mallory replies on that thread (In-Reply-To
+    and References of Priya's reply). Threads are per customer, so Mallory's message starts her own
+    and nothing Priya wrote counts as Mallory's proof."""
+    first = email_in(shop, "priya.shah@example.com", "Where is order #1042? It was placed with priya.shah@example.com")
+    answer(shop, first)
+    [reply] = [o for o in to_customers(shop) if o.recipient == "priya.shah@example.com"]
+    hijack = answer(shop, email_in(shop, "mallory@attacker.test", "and when will it arrive? where is my order",
+                                   subject="Re: My order", **{"In-Reply-To": reply.message_id,
+                                                               "References": reply.message_id}))
+    assert "order number and the email address" in hijack.text
+    assert not any(w in hijack.text for w in PRIVATE["1042"])
+    assert hijack.thread_id != rows(shop, Draft)[0].thread_id
+
+
+def test_a_forged_from_on_her_thread_is_answered_to_her_alone(shop):
+    """Anyone can write Priya's address in From. The answer goes to that address, never elsewhere."""
+    answer(shop, email_in(shop, "priya.shah@example.com", "where is my order?"))
+    answer(shop, email_in(shop, "Priya <priya.shah@example.com>", "where is my order #1042??",
+                          subject="Re: My order", **{"Reply-To": "mallory@attacker.test",
+                                                     "Sender": "mallory@attacker.test"}))
+    assert {o.recipient for o in to_customers(shop)} == {"priya.shah@example.com"}
+
+
+def test_lookups_per_sender_are_capped_even_when_they_are_theirs(shop, tmp_path):
+    (tmp_path / "capped").mkdir()
+    path = write_settings(tmp_path / "capped", database_url=shop.settings.database_url, extra=README_ORDERS
+                          + "max_lookups_per_hour = 2\n")
+    (tmp_path / "capped" / "orders.csv").write_text((tmp_path / "orders.csv").read_text())
+    ctx = make_context(path)
+    try:
+        asks = ["where is my order?", "has my package shipped yet", "any update on my order"]
+        routes = [answer(ctx, text_in(ctx, "+13125550163", ask)).route for ask in asks]
+        assert routes[:2] == [Route.AUTO, Route.AUTO] and routes[2] == Route.HANDOFF, rows(ctx, Draft)[1].reasons
+        assert [c.outcome for c in rows(ctx, OrderCheck)][-1] == "limited"
+    finally:
+        ctx.db.dispose()
+
+
+def test_a_refused_shopify_token_holds_the_draft_and_never_shows_the_token(tmp_path, database_url, monkeypatch):
+    from fakes.shopify_admin import FakeShopify
+
+    with FakeShopify() as fake:
+        fake.add_order("1042", email="priya.shah@example.com", total="55.00", created_at=utcnow())
+        monkeypatch.setenv("SHOPIFY_ACCESS_TOKEN", "shpat_wrong_" + "x" * 20)
+        path = write_settings(tmp_path, database_url=database_url,
+                              extra=f'[orders]\nsource = "shopify"\nshop_url = "{fake.base_url}"\n'
+                                    f'api_version = "{fake.api_version}"\n[digest]\nto = "owner@example.test"\n')
+        ctx = make_context(path)
+        try:
+            clock.freeze()
+            drafts = [answer(ctx, email_in(ctx, "priya.shah@example.com", "where is my order?")) for _ in range(2)]
+            for draft in drafts:
+                assert draft.route == Route.HANDOFF
+                assert "refused" in " ".join(draft.reasons).lower() or "401" in " ".join(draft.reasons)
+            assert len(fake.requests) == 1  # the breaker: the second message didn't wait on Shopify again
+            alerts = [o for o in rows(ctx, Outbox) if o.kind == OutboxKind.NOTIFY and "failing" in o.subject]
+            assert len(alerts) == 1 and "token" in alerts[0].body_text.lower()
+            stored = " ".join(str(v) for model in (Draft, OrderCheck, Outbox, Alert) for r in rows(ctx, model)
+                              for v in r.model_dump().values())
+            assert "shpat_wrong_" not in stored
+            # The token is fixed: the next question is answered, and the next outage is told again.
+            fake.token = "shpat_wrong_" + "x" * 20
+            clock.advance(seconds=40)
+            ok = answer(ctx, email_in(ctx, "priya.shah@example.com", "Has order 1042 shipped yet?", subject="1042"))
+            assert ok.route == Route.AUTO, ok.reasons
+            assert not [a for a in rows(ctx, Alert) if a.key.startswith("down:")]
+        finally:
+            ctx.db.dispose()
+
+
+def test_a_request_names_the_order_in_the_shops_admin(tmp_path, database_url, monkeypatch):
+    from fakes.shopify_admin import FakeShopify
+
+    with FakeShopify() as fake:
+        made = fake.add_order("1043", email="sam.okafor@example.com", total="64.00",
+                              line_items=(("Cedar & Smoke", 2, "WW-101"),))
+        monkeypatch.setenv("SHOPIFY_ACCESS_TOKEN", fake.token)
+        path = write_settings(tmp_path, database_url=database_url,
+                              extra=f'[orders]\nsource = "shopify"\nshop_url = "{fake.base_url}"\n'
+                                    f'api_version = "{fake.api_version}"\n')
+        ctx = make_context(path)
+        try:
+            clock.freeze()
+            draft = answer(ctx, email_in(ctx, "sam.okafor@example.com", "I need to change the address on my order"))
+            assert draft.route == Route.HANDOFF
+            summary = next(r for r in draft.reasons if r.startswith("order #1043"))
+            assert summary.endswith(f"{fake.base_url}/admin/orders/{made['legacyResourceId']}"), summary
+            assert "not shipped yet, $64.00" in summary and "cancellable" in summary
+        finally:
+            ctx.db.dispose()

@@ -262,6 +262,8 @@ class OrderSettings(Section):
     # Wrong guesses (an order number with another customer's email) per sender per hour; then
     # lookups stop for that sender and the owner is told.
     max_failed_checks_per_hour: int = Field(3, ge=1)
+    # Lookups of any kind per sender per hour (a customer asking now and then is far below it).
+    max_lookups_per_hour: int = Field(20, ge=1)
     # Days after shipping when an order counts as late; 0: read from the knowledge ("delivery
     # takes 3–5 business days" gives 5 business days).
     late_after_days: int = Field(0, ge=0)

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 
-from sqlmodel import Session, col, delete, func, select
+from sqlmodel import Session, col, delete, select
 
 from responder.core.clock import utcnow
 from responder.core.models import Alert, OrderCheck
@@ -92,10 +92,12 @@ def record_text(o: Order, *, tz: tzinfo, today: date) -> str:
     return "; ".join(p for p in parts if p and not p.endswith((" ", "with ")))
 
 
-def failed_recently(session: Session, sender: str, now: datetime) -> int:
-    return session.exec(select(func.count()).select_from(OrderCheck).where(
-        OrderCheck.sender == sender, OrderCheck.outcome == "mismatch",
-        col(OrderCheck.at) >= now - timedelta(hours=1))).one()
+def checks_recently(session: Session, sender: str, now: datetime) -> tuple[int, int]:
+    """Wrong guesses, and messages that looked an order up, from this sender in the last hour."""
+    rows = session.exec(select(OrderCheck.outcome, OrderCheck.message_id).where(
+        OrderCheck.sender == sender, col(OrderCheck.at) >= now - timedelta(hours=1))).all()
+    return (sum(r.outcome == "mismatch" for r in rows),
+            len({r.message_id for r in rows if r.outcome in ("verified", "asked", "mismatch")}))
 
 
 def awaiting_details(session: Session, sender: str, now: datetime) -> str | None:
@@ -108,7 +110,8 @@ def awaiting_details(session: Session, sender: str, now: datetime) -> str | None
 
 def handle(session: Session, lookup: Lookup, *, message_id: int | None, channel: str, sender: str,
            identities: list[tuple[str, str]], text: str, earlier: list[str], intent: str, times: ShopTimes,
-           tz: tzinfo, now: datetime, owner_name: str, max_failed: int, late_after_days: int = 0) -> OrderOutcome:
+           tz: tzinfo, now: datetime, owner_name: str, max_failed: int, max_lookups: int = 20,
+           late_after_days: int = 0) -> OrderOutcome:
     out = OrderOutcome(intent=intent)
 
     def record(outcome: str, number: str = "", detail: str = "") -> None:
@@ -117,10 +120,12 @@ def handle(session: Session, lookup: Lookup, *, message_id: int | None, channel:
         session.add(check)
         out.checks.append(check)
 
-    if (failed := failed_recently(session, sender, now)) >= max_failed:
+    failed, asked = checks_recently(session, sender, now)
+    if failed >= max_failed or asked >= max_lookups:
         out.limited = True
         out.holds.append(f"{failed} wrong order details from this sender in the last hour: order lookups "
-                         "for them are paused")
+                         "for them are paused" if failed >= max_failed else
+                         f"{asked} order lookups for this sender in the last hour: paused")
         record("limited")
         return out
     words = "\n".join([*earlier, text])
@@ -217,6 +222,7 @@ def run(work, session: Session, settings: Settings, lookup: Lookup | None, polic
                      text=work.text, earlier=earlier, intent=intent, times=shop_times(policies_text), tz=settings.tz,
                      now=now, owner_name=settings.store.owner_name,
                      max_failed=settings.orders.max_failed_checks_per_hour,
+                     max_lookups=settings.orders.max_lookups_per_hour,
                      late_after_days=settings.orders.late_after_days)
     day = now.astimezone(settings.tz).date().isoformat()
     if outcome.unavailable:
@@ -229,8 +235,7 @@ def run(work, session: Session, settings: Settings, lookup: Lookup | None, polic
     if outcome.limited:
         tell_owner(session, settings, kind="orders", key=f"limited:{work.sender}:{day}"[:64],
                    subject=f"Order lookups paused for {work.sender}",
-                   body=f"{work.sender} sent order details that didn't match an order "
-                        f"{settings.orders.max_failed_checks_per_hour} times within an hour, which is how "
-                        "guessing looks. Deskhand stopped looking up orders for them for now; their messages "
-                        "wait for you in the queue.")
+                   body=f"{work.sender} reached the hourly limit on order lookups ({outcome.holds[0]}). "
+                        "Wrong order details again and again is how guessing looks. Deskhand stopped looking "
+                        "up orders for them for now; their messages wait for you in the queue.")
     return outcome

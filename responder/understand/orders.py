@@ -37,6 +37,8 @@ RULES: list[tuple[str, re.Pattern]] = [(what, re.compile(pattern, re.I)) for wha
                            rf"|\b(?:updates?|news|info|word|anything\s+new|progress)\s+(?:on|about|regarding|for|with)\s+"
                            rf"(?:my|our)\s+(?:\w+\s+)?(?:{_ORDER}|rebate|reimbursement|restitution|compensation)\b"
                            r"|\bdid\s+my\s+(?:\w+\s+){1,2}(?:ship|arrive|go\s+out)\b"
+                           rf"|\b(?:has|have|is|are)\s+(?:my|our)\s+(?:\w+\s+)?{_ORDER}s?\s+(?:shipped|been\s+(?:shipped|sent|"
+                           r"dispatched|delivered|posted)|arrived|gone\s+out|left|dispatched|on\s+(?:its|their|the)\s+way)\b"
                            r"|\bmy\s+(?:\w+\s+){1,2}(?:never|hasn'?t|has\s+not|didn'?t|did\s+not|still\s+hasn'?t)\s+"
                            r"(?:arrived?|come|came|shipped|ship|turned\s+up|been\s+(?:delivered|shipped))"
                            r"|\bnever\s+(?:came|arrived|showed\s+up|turned\s+up)\b"
