@@ -273,8 +273,8 @@ def check(work: Work, retriever, settings: Settings) -> None:
         names = tuple(h.facts["name"] for h in work.hits if h.kind == "product" and h.facts.get("name"))
         words = shop_words(retriever.version, facts, settings.store.name)
         asked = work.text or work.subject
-        if work.order is not None and work.order.orders:  # the record answered the order's part
-            asked = other_questions(asked)
+        if work.order is not None and work.order.reply:  # the record, or the request for details, answers
+            asked = other_questions(asked)               # the order's part; the rest is still checked
         if work.order is not None:  # "1043, sam@example.com": order details, no question to answer
             asked = without_details(asked)
         work.check_failures += unanswered(asked, draft.reply, names=names,

@@ -144,3 +144,32 @@ def test_approve_link_from_an_email(web, browser_page):
         assert page.inner_text("h1") == "Link already used"
     [reply] = rows(web.ctx, Outbox, Outbox.kind == "reply")
     assert reply.draft_id == draft.id and draft.text in reply.body_text
+
+
+def test_try_it_answers_from_the_sample_shops_orders(web, browser_page):
+    """The sample shop's orders (``knowledge/orders.csv``, as ``python run.py`` reads them): as the
+    order's customer the reply gives its delivery; as anyone else it asks for both details."""
+    from helpers import ROOT
+
+    from responder.core.settings import load_settings
+    from responder.orders.lookup import source_for
+
+    web.ctx.orders = source_for(load_settings(ROOT / "settings.toml"))
+    with serve(web.app) as url:
+        page = browser_page
+        for sender, expected in (("jamie.rivera@example.com", "delivered on November 24"),
+                                 ("someone@example.net", "order number and the email address")):
+            page.goto(url + "/try")
+            page.select_option("#channel", "email")
+            page.fill("#sender", sender)
+            page.fill("#subject", "Order #1041")
+            page.fill("#text", "Was order #1041 delivered yet?")
+            page.click("form.try button[type=submit]")
+            page.wait_for_selector("section.result")
+            assert page.get_attribute("section.result", "data-route") == "auto", page.inner_text("section.result")
+            reply = page.inner_text(".result .reply")
+            assert expected in reply, reply
+            if sender.startswith("jamie"):  # the owner sees the order's summary with the reply
+                assert "#1041: delivered" in page.inner_text(".result .reasons")
+            else:
+                assert "Cedar" not in reply and "USPS" not in reply

@@ -353,3 +353,10 @@ def test_a_request_names_the_order_in_the_shops_admin(tmp_path, database_url, mo
             assert "not shipped yet, $64.00" in summary and "cancellable" in summary
         finally:
             ctx.db.dispose()
+
+
+def test_the_order_answers_its_part_and_the_rest_is_still_checked(shop):
+    both = answer(shop, email_in(shop, "priya.shah@example.com",
+                                 "Where is my order? Also, do you engrave the jars with a name?"))
+    assert both.route == Route.REVIEW and "#1042" in both.text
+    assert "engrave" in " ".join(both.reasons)
