@@ -50,7 +50,7 @@ import re
 import threading
 import time
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from graphql import build_schema, graphql_sync, parse
 from graphql.language import (
@@ -59,6 +59,8 @@ from graphql.language import (
     OperationDefinitionNode,
     VariableNode,
 )
+
+from fakes.loopback import LoopbackServer
 
 SDL = """
 schema { query: QueryRoot }
@@ -180,7 +182,7 @@ def tokenize(query: str) -> list[str]:
     return re.findall(r"""[^\s"']*(?:"[^"]*"|'[^']*')|[^\s]+""", query or "")
 
 
-class FakeShopify:
+class FakeShopify(LoopbackServer):
     def __init__(self, *, token: str = "shpat_fake_7f3a9c2e5b1d4f60a8e2c9b7d5f3a1e0", api_version: str = "2026-10"):
         self.token = token
         self.api_version = api_version
@@ -206,24 +208,10 @@ class FakeShopify:
             def do_GET(self):
                 fake._send(self, 404, {"errors": "Not Found"})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self._serve(Handler, poll_interval=0.05)
 
     # --- the test's side ---------------------------------------------------------------------
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> "FakeShopify":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     def throttle_next(self, times: int = 1, *, available: float = 10.0, restore_rate: float = 50.0) -> None:
         with self._lock:

@@ -55,9 +55,11 @@ import secrets
 import threading
 from datetime import datetime, timezone
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Callable
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from fakes.loopback import LoopbackServer
 
 API = "/2010-04-01/Accounts"
 # GSM 03.38 basic set and the extension table (two septets each): counted here on purpose
@@ -92,7 +94,7 @@ class TwilioError(Exception):
                 "more_info": f"https://www.twilio.com/docs/errors/{self.code}", "status": self.status}
 
 
-class FakeTwilio:
+class FakeTwilio(LoopbackServer):
     def __init__(self, *, account_sid: str | None = None, auth_token: str | None = None,
                  now: Callable[[], datetime] | None = None):
         self.account_sid = account_sid or "AC" + secrets.token_hex(16)
@@ -120,23 +122,10 @@ class FakeTwilio:
             def do_GET(self):
                 fake._handle(self, "GET", parse_qs(urlsplit(self.path).query, keep_blank_values=True))
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._serve(Handler)
 
     # --- the test's side ---------------------------------------------------------------------
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> "FakeTwilio":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     def fail_next(self, status: int, code: int | None = None, message: str = "", times: int = 1,
                   on: str = "create") -> None:

@@ -55,8 +55,10 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, quote, urlsplit
+
+from fakes.loopback import LoopbackServer
 
 PROVIDER_LINKS = {"USPS": "https://tools.usps.com/go/TrackConfirmAction?tLabels=%1$s",
                   "UPS": "https://www.ups.com/track?tracknum=%1$s",
@@ -96,7 +98,7 @@ def woo_signature(method: str, url: str, params: dict[str, str], secret: str, al
     return base64.b64encode(digest).decode()
 
 
-class FakeWooCommerce:
+class FakeWooCommerce(LoopbackServer):
     def __init__(self, *, consumer_key: str | None = None, consumer_secret: str | None = None,
                  ssl: bool = False, key_permissions: str = "read"):
         self.consumer_key = consumer_key or "ck_" + secrets.token_hex(20)
@@ -121,23 +123,10 @@ class FakeWooCommerce:
             def do_GET(self):
                 fake._handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._serve(Handler)
 
     # --- the test's side ---------------------------------------------------------------------
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> "FakeWooCommerce":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     def fail_next(self, status: int, times: int = 1, retry_after: float | None = None,
                   body: str | None = None, content_type: str = "application/json; charset=UTF-8") -> None:
