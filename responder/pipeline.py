@@ -41,7 +41,7 @@ from responder.draft.tone import apply_tone, rules_for
 from responder.knowledge.catalog import alternatives
 from responder.knowledge.retrieve import Hit, Knowledge
 from responder.orders import step as order_step
-from responder.orders.lookup import Lookup
+from responder.orders.lookup import Lookup, Pending
 from responder.orders.verify import numbers_in, other_questions, without_details
 from responder.owner import links, owner_mail, owner_replies
 from responder.send import outbox, reply
@@ -62,6 +62,7 @@ from responder.understand.signals import Signals, compute_signals
 log = logging.getLogger("deskhand.pipeline")
 MAX_DRAFT_INPUT = 20_000  # characters of new text handed to the drafter
 IDENTITY_KIND = {"email": "email", "sms": "phone", "whatsapp": "phone"}
+STEP_ASIDE_S = 0.5  # a message waiting on the order source comes back after this (the lookup's kick)
 
 
 @dataclass
@@ -101,7 +102,8 @@ class Work:
 
 def process_message(*, session: Session, message: Message, settings: Settings, drafter: Drafter,
                     retriever: Knowledge | None, orders: Lookup | None = None) -> Draft | None:
-    """The routed draft, or None when the message is held until its burst is over."""
+    """The routed draft, or None when the message is held until its burst is over, or steps aside
+    while the order source answers (``responder.orders.lookup``)."""
     work = Work(message=message)
     normalize(work, settings)
     if not work.automated and work.channel == "email":
@@ -135,7 +137,11 @@ def process_message(*, session: Session, message: Message, settings: Settings, d
         for other in fold_burst(session, message):
             work.text = f"{work.text}\n{other.new_text or other.text}".strip()
         compute(work, session, settings)
-        work.order = order_step.run(work, session, settings, orders, retriever.facts().policies if retriever else "")
+        try:
+            work.order = order_step.run(work, session, settings, orders, retriever.facts().policies if retriever else "")
+        except Pending:  # the shop's API is slow: this message steps aside, the queue goes on
+            message.next_attempt_at = utcnow() + timedelta(seconds=STEP_ASIDE_S)
+            return None
         retrieve(work, retriever, session)
         if budget := cost_limits.budget_note(session, settings):  # today's model spend is used up
             work.limits.append(budget)

@@ -360,3 +360,40 @@ def test_the_order_answers_its_part_and_the_rest_is_still_checked(shop):
                                  "Where is my order? Also, do you engrave the jars with a name?"))
     assert both.route == Route.REVIEW and "#1042" in both.text
     assert "engrave" in " ".join(both.reasons)
+
+
+def test_a_slow_shop_api_never_holds_up_the_queue(tmp_path, database_url, monkeypatch):
+    """The order question steps aside while Shopify takes its time; the questions behind it are
+    answered meanwhile, and it is answered from the one lookup once that's back."""
+    import time
+
+    from fakes.shopify_admin import FakeShopify
+
+    with FakeShopify() as fake:
+        fake.add_order("1042", email="priya.shah@example.com", total="55.00", created_at=utcnow())
+        fake.delay = 2.0
+        monkeypatch.setenv("SHOPIFY_ACCESS_TOKEN", fake.token)
+        path = write_settings(tmp_path, database_url=database_url,
+                              extra=f'[orders]\nsource = "shopify"\nshop_url = "{fake.base_url}"\n'
+                                    f'api_version = "{fake.api_version}"\n')
+        ctx = make_context(path)
+        try:
+            clock.freeze()
+            slow = email_in(ctx, "priya.shah@example.com", "where is my order?")
+            others = [email_in(ctx, f"c{n}@example.org", "How much is shipping?") for n in range(3)]
+            process_pending(ctx)
+            assert not rows(ctx, Draft, Draft.message_id == slow.id)  # stepped aside ...
+            assert len(fake.requests) in (0, 1)                        # ... while Shopify is still answering
+            for message in others:                                     # ... and the queue went on
+                [draft] = rows(ctx, Draft, Draft.message_id == message.id)
+                assert draft.route == Route.AUTO and "$7" in draft.text
+            deadline = time.monotonic() + 10
+            while ctx.orders._inflight and time.monotonic() < deadline:
+                time.sleep(0.05)
+            clock.advance(seconds=1)
+            process_pending(ctx)
+            [draft] = rows(ctx, Draft, Draft.message_id == slow.id)
+            assert draft.route == Route.AUTO and "#1042" in draft.text, draft.reasons
+            assert len(fake.requests) == 1
+        finally:
+            ctx.db.dispose()

@@ -40,6 +40,7 @@ from responder.ops.context import Context
 from responder.ops.retention import purge_expired
 from responder.owner.digest import digest_job
 from responder.owner.owner_mail import send_reminders
+from responder.pipeline import STEP_ASIDE_S
 
 log = logging.getLogger("deskhand.daemon")
 PROCESS_BATCH = 128   # messages per process run (4 prepared batches); a full run goes again at once
@@ -177,6 +178,8 @@ class Daemon:
         self.retention = Worker("retention", lambda: asyncio.to_thread(retention)) \
             if ctx.settings.privacy.retention_days > 0 else None
         self.loop: asyncio.AbstractEventLoop | None = None
+        if ctx.orders is not None:  # a lookup that made its message step aside brings it back
+            ctx.orders.on_done = self.kick_process_soon
 
     async def _process(self) -> int:
         # Not before the warm-up: processing runs in a transaction, and on SQLite (one writer) a
@@ -198,6 +201,12 @@ class Daemon:
         """Safe from any thread (the Twilio webhook calls it): process the stored message now."""
         if self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.process.kick)
+
+    def kick_process_soon(self) -> None:
+        """Safe from any thread (an order lookup that finished): process once the message that
+        stepped aside for it is due again (``pipeline.STEP_ASIDE_S``)."""
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.loop.call_later, STEP_ASIDE_S + 0.05, self.process.kick)
 
     def stop(self) -> None:
         log.info("stopping: finishing the work in flight")

@@ -122,7 +122,9 @@ def run_cases(ctx: Context, cases: list[dict]) -> list[dict]:
             db.migrate()
             clock.freeze()
             try:
-                results.extend(run_case(dataclasses.replace(ctx, db=db), case))
+                # Nothing queues behind a case: it waits for the order source in line.
+                results.extend(run_case(dataclasses.replace(ctx, db=db, orders=ctx.orders and ctx.orders.patient()),
+                                        case))
             finally:
                 clock.reset()
                 db.dispose()

@@ -1,22 +1,28 @@
-"""The order source as the pipeline uses it: built from settings, cached briefly, failing fast.
+"""The order source as the pipeline uses it: built from settings, cached briefly, never in the way.
 
 ``source_for(settings)`` builds the adapter ``[orders] source`` names (``None`` when it is "none")
 and wraps it in :class:`Lookup`, which the order step calls:
 
-- a short cache (``[orders] cache_s``) per question asked, so a customer's follow-ups and the
-  owner's Try it don't call the shop's API again;
-- a breaker: after a failure every lookup for the next ``BREAK_S`` seconds fails at once with the
-  same reason, so a dead or slow API costs one timeout, not one per message, and never holds up
-  the messages behind it;
-- the time each lookup took, for the bench and the log.
+- **Out of line.** Each lookup runs on the lookup's own threads. The message waits for it at most
+  ``inline_s`` (0.3 s: a healthy API answers by then); past that, :class:`Pending` is raised and
+  the pipeline puts the message back for a moment (Zulip's accept-then-process), so the messages
+  behind it are routed meanwhile. When the answer arrives, ``on_done`` (the daemon's kick)
+  brings the message back, and it finds the answer waiting (``KEEP_S``).
+- **A short cache** (``[orders] cache_s``) per question asked, so a customer's follow-ups and the
+  owner's Try it don't call the shop's API again.
+- **A breaker**: after a failure every lookup for the next ``BREAK_S`` seconds fails at once with
+  the same reason, so a dead API costs one timeout, on the lookup's thread, not the queue's.
 
-A cache of a few hundred small records needs no library: a dict with expiry times, bounded.
+A cache of a few hundred small records needs no library: dicts with expiry times, bounded.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as StillRunning
 from typing import Callable
 
 from responder.core.clock import utcnow
@@ -24,23 +30,42 @@ from responder.core.settings import Settings
 from responder.orders.base import Order, OrderSource, OrderSourceError
 
 log = logging.getLogger("deskhand.orders")
-BREAK_S = 30.0
+BREAK_S = 30.0     # after a failure, no call to the source for this long
+INLINE_S = 0.3     # how long a message waits on the source in line before it steps aside
+KEEP_S = 120.0     # a finished lookup's answer waits this long for its message to come back
 MAX_CACHED = 512
 
 
+class Pending(Exception):
+    """The source is still answering: the message steps aside and comes back when it has."""
+
+
 class Lookup:
-    def __init__(self, source: OrderSource, *, cache_s: float = 60.0, clock: Callable[[], float] | None = None):
+    def __init__(self, source: OrderSource, *, cache_s: float = 60.0, clock: Callable[[], float] | None = None,
+                 inline_s: float = INLINE_S):
         # The shop's clock (a test or the evaluation may freeze or move it), in seconds.
         self.source, self.cache_s, self.clock = source, cache_s, clock or (lambda: utcnow().timestamp())
+        self.inline_s = inline_s
+        self.on_done: Callable[[], None] | None = None  # the daemon's kick: a deferred message can go on
         self._cache: dict[tuple, tuple[float, list[Order]]] = {}
+        self._ready: dict[tuple, tuple[float, list[Order] | OrderSourceError]] = {}
+        self._inflight: dict[tuple, Future] = {}
         self._broken: tuple[float, str] | None = None
         self.down = False          # the last lookup failed (an outage the owner was told of)
         self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="orders")
         self.last_ms = 0.0
 
     @property
     def name(self) -> str:
         return self.source.name
+
+    def patient(self) -> "Lookup":
+        """The same lookup (one cache, one breaker) for a caller with no queue behind it (Try it,
+        ``run.py eval``): it waits for the answer however long the source's own timeout allows."""
+        view = copy.copy(self)
+        view.inline_s = None
+        return view
 
     def by_number(self, number: str) -> list[Order]:
         return self._ask(("number", number), lambda: self.source.by_number(number))
@@ -51,35 +76,61 @@ class Lookup:
     def _ask(self, key: tuple, call: Callable[[], list[Order]]) -> list[Order]:
         now = self.clock()
         with self._lock:
+            ready = self._ready.pop(key, None)
+            if ready is not None and ready[0] > now:  # answered while its message stepped aside
+                if isinstance(ready[1], OrderSourceError):
+                    raise ready[1]
+                return ready[1]
             if (hit := self._cache.get(key)) and hit[0] > now:
                 return hit[1]
-            if self._broken and self._broken[0] > now:
-                raise OrderSourceError(f"{self._broken[1]} (not asked again for {BREAK_S:.0f} s)")
-        started = time.perf_counter()
+            future = self._inflight.get(key)
+            if future is None:
+                if self._broken and self._broken[0] > now:
+                    raise OrderSourceError(f"{self._broken[1]} (not asked again for {BREAK_S:.0f} s)")
+                future = self._inflight[key] = self._pool.submit(self._run, key, call)
         try:
-            found = list(call())
-        except OrderSourceError as exc:
-            self._trip(str(exc))
-            raise
-        except Exception as exc:  # an adapter's bug is an outage too: hold the draft, keep the daemon
-            log.exception("order source %s raised", self.name)
-            self._trip(f"the {self.name} order source failed ({type(exc).__name__})")
-            raise OrderSourceError(f"the {self.name} order source failed ({type(exc).__name__})") from None
+            found = future.result(timeout=self.inline_s)
+        except StillRunning:
+            raise Pending(f"waiting on the {self.name} order source") from None
         finally:
-            self.last_ms = (time.perf_counter() - started) * 1000
-        with self._lock:
-            self._broken, self.down = None, False
-            if self.cache_s > 0:
-                if len(self._cache) >= MAX_CACHED:
-                    self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
-                    while len(self._cache) >= MAX_CACHED:
-                        self._cache.pop(next(iter(self._cache)))
-                self._cache[key] = (now + self.cache_s, found)
+            if future.done():
+                with self._lock:
+                    self._ready.pop(key, None)  # answered in line: nothing waits for it
         return found
 
-    def _trip(self, reason: str) -> None:
+    def _run(self, key: tuple, call: Callable[[], list[Order]]) -> list[Order]:
+        started = time.perf_counter()
+        outcome: list[Order] | OrderSourceError
+        try:
+            outcome = list(call())
+        except OrderSourceError as exc:
+            outcome = exc
+        except Exception as exc:  # an adapter's bug is an outage too: hold the draft, keep the daemon
+            log.exception("order source %s raised", self.name)
+            outcome = OrderSourceError(f"the {self.name} order source failed ({type(exc).__name__})")
+        self.last_ms = (time.perf_counter() - started) * 1000
+        now = self.clock()
         with self._lock:
-            self._broken, self.down = (self.clock() + BREAK_S, reason), True
+            self._inflight.pop(key, None)
+            if isinstance(outcome, OrderSourceError):
+                self._broken, self.down = (now + BREAK_S, str(outcome)), True
+            else:
+                self._broken, self.down = None, False
+                if self.cache_s > 0:
+                    self._cache[key] = (now + self.cache_s, outcome)
+            self._ready[key] = (now + KEEP_S, outcome)
+            for store in (self._cache, self._ready):
+                if len(store) > MAX_CACHED:
+                    for stale in [k for k, v in store.items() if v[0] <= now] or list(store)[:len(store) // 2]:
+                        store.pop(stale, None)
+        if self.on_done is not None:
+            try:
+                self.on_done()
+            except Exception:  # noqa: BLE001 - a missed kick only waits for the next tick
+                log.exception("order lookup: the process kick failed")
+        if isinstance(outcome, OrderSourceError):
+            raise outcome
+        return outcome
 
 
 def source_for(settings: Settings) -> Lookup | None:
