@@ -57,6 +57,7 @@ from responder.core.settings import load_settings  # noqa: E402
 from responder.intake.store import store_inbound_text  # noqa: E402
 from responder.ops.jobs import process_pending  # noqa: E402
 from responder.orders.lookup import BREAK_S, source_for  # noqa: E402
+from responder.pipeline import STEP_ASIDE_S  # noqa: E402
 
 NO_LIMITS = "[routing]\nmax_auto_replies_per_hour = 0\nloop_threshold = 1000000\n"
 FAQ = ["how much is shipping?", "Do you ship to the UK?", "What are your candles made of?",
@@ -147,13 +148,15 @@ def stats(values: list[float]) -> dict:
 
 
 def added_latency(bench: Bench, n: int) -> dict:
-    lookup = bench.use(bench.shop.base_url, "healthy")
+    # Waiting in line however long it takes: a lookup that a collection pause makes step aside
+    # would come back inside the next message's timing.
+    lookup = bench.ctx.orders = bench.use(bench.shop.base_url, "healthy").patient()
     order_ms, faq_ms, lookup_ms, ids = [], [], [], []
     for _ in range(n):
         order_ms.append(bench.one(True, ids))
         lookup_ms.append(lookup.last_ms)
         faq_ms.append(bench.one(False))
-    raw = bench.use(bench.shop.base_url, "raw")
+    raw = bench.use(bench.shop.base_url, "raw").patient()  # timed alone: it may take its time
     contact, number = [], []
     for i in range(n):
         assert raw.by_contact(phone=phone(i % bench.orders))
@@ -184,13 +187,23 @@ def queue(bench: Bench, shop_url: str, name: str, faq: int, asks: int, count=lam
     started, wall = time.perf_counter(), datetime.now(timezone.utc)
     done = process_pending(bench.ctx)
     seconds = time.perf_counter() - started
-    assert done == len(ids), (done, len(ids))
+    first = bench.drafts(ids)
+    aside = sum(1 for i, k in zip(ids, kinds) if k and i not in first)  # order questions that stepped aside
+    # What the daemon does next: the lookup's kick brings them back once its answer (or failure) is in.
+    deadline = time.perf_counter() + 3 * bench.timeout + 5
+    while len(bench.drafts(ids)) < len(ids) and time.perf_counter() < deadline:
+        while lookup._inflight and time.perf_counter() < deadline:
+            time.sleep(0.02)
+        time.sleep(STEP_ASIDE_S + 0.02)
+        done += process_pending(bench.ctx)
     drafts = bench.drafts(ids)
+    assert len(drafts) == len(ids), (len(drafts), len(ids))
     at = {i: (drafts[i].created_at.replace(tzinfo=timezone.utc) - wall).total_seconds() for i in ids}
     faq_done = [at[i] for i, k in zip(ids, kinds) if not k]
     held = [drafts[i] for i, k in zip(ids, kinds) if k]
     return {"queue": name, "seconds": seconds, "faq_done_p50_s": percentile(faq_done, 50),
-            "faq_done_max_s": max(faq_done), "api_requests": count() - before,
+            "faq_done_max_s": max(faq_done), "orders_done_max_s": max(at[i] for i, k in zip(ids, kinds) if k),
+            "stepped_aside": aside, "api_requests": count() - before,
             "orders_held": sum(d.route == "handoff" and any(HELD in r for r in d.reasons) for d in held),
             "order_routes": sorted({d.route for d in held}), "orders": len(held)}
 
@@ -282,12 +295,14 @@ def main() -> int:
           f"{statistics.median(added):.1f} ms (target ≤ 50 ms: {'met' if statistics.median(added) <= 50 else 'missed'}); "
           f"order texts' routes: {[r['order_routes'] for r in lat]}\n")
     print(f"Queues of {args.faq} FAQ + {args.order_questions} order texts, timeout_s = {args.timeout:g}:\n")
-    print("| API | queue s | FAQ drafts written, p50 / max s from start | requests that reached the API "
-          "(per run) | order texts held as outage (per run) | order texts' routes |\n|---|---|---|---|---|---|")
+    print("| API | first pass s | FAQ drafts written, p50 / max s from start | order texts that stepped aside "
+          "(per run) | last order draft, s from start | requests that reached the API (per run) | order texts held "
+          "as outage (per run) | order texts' routes |\n|---|---|---|---|---|---|---|---|")
     for i, name in enumerate(q["queue"] for q in result["queue_runs"][0]):
         rows = [r[i] for r in result["queue_runs"]]
         print(f"| {name} | {med(rows, 'seconds'):.2f} | {med(rows, 'faq_done_p50_s'):.2f} / "
-              f"{med(rows, 'faq_done_max_s'):.2f} | {[r['api_requests'] for r in rows]} | "
+              f"{med(rows, 'faq_done_max_s'):.2f} | {[r['stepped_aside'] for r in rows]} | "
+              f"{med(rows, 'orders_done_max_s'):.2f} | {[r['api_requests'] for r in rows]} | "
               f"{[r['orders_held'] for r in rows]} of {rows[0]['orders']} | "
               f"{sorted({x for r in rows for x in r['order_routes']})} |")
     return 0

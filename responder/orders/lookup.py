@@ -50,6 +50,7 @@ class Lookup:
         self._cache: dict[tuple, tuple[float, list[Order]]] = {}
         self._ready: dict[tuple, tuple[float, list[Order] | OrderSourceError]] = {}
         self._inflight: dict[tuple, Future] = {}
+        self._started: dict[tuple, float] = {}   # when each lookup in flight began (monotonic)
         self._broken: tuple[float, str] | None = None
         self.down = False          # the last lookup failed (an outage the owner was told of)
         self._lock = threading.Lock()
@@ -88,8 +89,12 @@ class Lookup:
                 if self._broken and self._broken[0] > now:
                     raise OrderSourceError(f"{self._broken[1]} (not asked again for {BREAK_S:.0f} s)")
                 future = self._inflight[key] = self._pool.submit(self._run, key, call)
+                self._started[key] = time.monotonic()
+            # While another lookup is already late, the source is slow: don't wait in line at all.
+            lagging = self.inline_s is not None and any(time.monotonic() - t > self.inline_s
+                                                         for k, t in self._started.items() if k != key)
         try:
-            found = future.result(timeout=self.inline_s)
+            found = future.result(timeout=0 if lagging else self.inline_s)
         except StillRunning:
             raise Pending(f"waiting on the {self.name} order source") from None
         finally:
@@ -112,6 +117,7 @@ class Lookup:
         now = self.clock()
         with self._lock:
             self._inflight.pop(key, None)
+            self._started.pop(key, None)
             if isinstance(outcome, OrderSourceError):
                 self._broken, self.down = (now + BREAK_S, str(outcome)), True
             else:
