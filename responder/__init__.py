@@ -13,6 +13,7 @@ The packages read as the flow (``pipeline.py`` shows it on one screen)::
     send/        6. the outbox and the one send job over every channel
     owner/       7. approvals, owner mail, digest, lessons, feedback, metrics
     pipeline.py  one stored message in, one routed draft out (steps 2-5)
+    outcome.py   its last step: the draft stored, the reply or holding note queued
     ops/         the daemon, its jobs, evaluation, privacy and retention
     cli/  web/   the command line and the web pages (nothing imports these)
 

@@ -1,7 +1,8 @@
 """The pipeline: one stored inbound message in, exactly one routed draft out.
 
 Runs in the process job, one transaction per message, for every channel:
-``normalize -> resolve customer/thread -> retrieve -> draft -> route -> store``.
+``normalize -> resolve customer/thread -> signals -> order step -> retrieve -> draft -> check ->
+route -> store`` (the last in ``responder.outcome``).
 Each step is a small named function over a ``Work`` record; the route comes from the rule table
 in ``responder.decide.routing`` and its reasons are stored on the draft. A step that raises rolls the
 whole message back; the job records the error and retries it, quarantining it after N tries.
@@ -13,23 +14,18 @@ import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlmodel import Session, func, select
+from sqlmodel import Session
 
 from channels.email.parse import PARTIAL_READ, normalize_subject
 from responder.core.clock import utcnow
 from responder.core.models import (
     Customer,
     Draft,
-    DraftStatus,
     Message,
-    MessageStatus,
-    Outbox,
-    OutboxKind,
     Route,
     Thread,
 )
 from responder.core.settings import Settings
-from responder.core.templating import render
 from responder.decide import limits as cost_limits
 from responder.decide import linking, optout
 from responder.decide.answerability import shop_words, unanswered
@@ -43,8 +39,9 @@ from responder.knowledge.retrieve import Hit, Knowledge
 from responder.orders import step as order_step
 from responder.orders.lookup import Lookup, Pending
 from responder.orders.verify import numbers_in, other_questions, without_details
-from responder.owner import links, owner_mail, owner_replies
-from responder.send import outbox, reply
+from responder.outcome import store_outcome
+from responder.owner import owner_replies
+from responder.send import outbox
 from responder.understand import customers
 from responder.understand.bursts import fold_burst, hold_if_bursting
 from responder.understand.conversation import (
@@ -53,9 +50,7 @@ from responder.understand.conversation import (
     resolve_email_thread,
     thread_history,
 )
-from responder.understand.frustration import REPEAT_REASON
 from responder.understand.normalize import normalize
-from responder.understand.orders import reports_a_problem
 from responder.understand.question import questions
 from responder.understand.signals import Signals, compute_signals
 
@@ -313,80 +308,3 @@ def route(work: Work, session: Session, settings: Settings) -> None:
         facts.thread_auto_today = outbox.automatic_sent_since(session=session, since=since, thread_id=work.thread.id)
         facts.sender_auto_today = outbox.automatic_sent_since(session=session, since=since, recipient=work.sender)
     work.decision = decide(facts)
-
-
-def store_outcome(work: Work, session: Session, settings: Settings) -> Draft:
-    decision, result, msg = work.decision, work.draft, work.message
-    status = {Route.AUTO: DraftStatus.QUEUED, Route.IGNORE: DraftStatus.CLOSED,
-              Route.THROTTLED: DraftStatus.CLOSED}.get(decision.route, DraftStatus.PENDING)
-    notes = [f"order {n}" for n in work.order.notes] if work.order is not None else []
-    reasons = decision.reasons + [r for r in (result.reasons if result else []) + work.greeting_notes + notes
-                                  if r not in decision.reasons]
-    draft = Draft(message_id=msg.id, thread_id=msg.thread_id, route=decision.route, status=status,
-                  text=result.reply if result else "", confidence=result.confidence if result else None,
-                  reasons=reasons, sources=result.sources if result else [],
-                  backend=result.backend if result else "", knowledge_version=work.knowledge_version,
-                  signals=work.signals.to_dict() if work.signals else {}, no_match=has_no_match(work))
-    record_usage(draft, result, settings)
-    session.add(draft)
-    session.flush()
-    if decision.route == Route.AUTO:
-        enqueue_reply(work, draft, draft.text, session, settings)
-    if decision.route in (Route.REVIEW, Route.HANDOFF):
-        owner_mail.notify_held(session, settings, draft)  # per [approvals] notify
-    if decision.route == Route.HANDOFF and may_send_holding(work, session, settings):
-        # Never leave the customer in silence (but once a day per thread, within the caps).
-        signals = work.signals
-        frustrated = bool(signals and signals.is_frustrated)
-        # Asking the same question again is a reason to hurry, not proof of anger: no "it's frustrating".
-        asked_again = frustrated and signals.frustration_reasons == [REPEAT_REASON]
-        # Upset without reaching the frustration threshold (ALL CAPS, a swear word, a chargeback, a
-        # wrong item): still sorry first.
-        upset = bool(signals and (signals.frustration_reasons or signals.sensitive
-                                  or reports_a_problem(signals.about_order)))
-        holding = render("replies/holding.txt.j2", owner_name=settings.store.owner_name, frustrated=frustrated,
-                         upset=upset,
-                         asked_again=asked_again, wants_human=bool(signals and signals.wants_human),
-                         about_order=bool(signals and signals.about_order),
-                         # only an order proved to be theirs is named (responder.orders.verify)
-                         order_number=work.order.orders[0].number if work.order and work.order.orders else "").strip()
-        enqueue_reply(work, draft, holding, session, settings, kind=OutboxKind.HOLDING)
-    msg.status, msg.processed_at, msg.last_error = MessageStatus.PROCESSED, utcnow(), None
-    msg.next_attempt_at = None
-    log.info("message %s from %s: %s%s", msg.id, work.sender or "?", decision.route,
-             f" ({'; '.join(decision.reasons)})" if decision.reasons else "")
-    return draft
-
-
-def has_no_match(work: Work) -> bool:
-    """A real question that retrieval found nothing for (the digest's hints for new FAQ entries)."""
-    return bool(work.draft is not None and not work.automated and work.text.strip()
-                and work.draft.backend != linking.LINK_BACKEND
-                and not any(h.kind != "example" for h in work.hits))
-
-
-def record_usage(draft: Draft, result, settings: Settings) -> None:
-    prompt, completion = getattr(result, "prompt_tokens", 0) or 0, getattr(result, "completion_tokens", 0) or 0
-    draft.llm_prompt_tokens, draft.llm_completion_tokens = prompt, completion
-    draft.llm_cost = settings.llm.cost(prompt, completion)
-
-
-def may_send_holding(work: Work, session: Session, settings: Settings) -> bool:
-    since = utcnow() - timedelta(days=1)
-    already = session.exec(select(func.count()).select_from(Outbox).where(
-        Outbox.thread_id == work.thread.id, Outbox.kind == OutboxKind.HOLDING, Outbox.created_at >= since)).one()
-    caps = settings.email
-    return not already and not work.auto_paused and \
-        outbox.automatic_sent_since(session=session, since=since, thread_id=work.thread.id) < \
-        caps.max_auto_replies_per_thread_per_day and \
-        outbox.automatic_sent_since(session=session, since=since, recipient=work.sender) < \
-        caps.max_auto_replies_per_sender_per_day
-
-
-def enqueue_reply(work: Work, draft: Draft, text: str, session: Session, settings: Settings, kind: str = OutboxKind.REPLY) -> None:
-    # Automatic email answers end with thumbs up / down links, when customers can reach the server.
-    feedback = {vote: links.feedback_link(settings, draft.id, vote, draft.token) for vote in ("up", "down")} \
-        if work.channel == "email" and kind == OutboxKind.REPLY and settings.web.public_url else None
-    reply.enqueue_reply(session, settings, draft=draft, channel=work.channel, recipient=work.sender,
-                        thread_id=work.thread.id, text=text, customer_name=work.greet_name, subject=work.subject,
-                        parent=work.message_id, references=work.references, kind=kind, feedback=feedback)

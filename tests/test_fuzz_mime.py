@@ -304,7 +304,7 @@ def test_any_mail_is_stored_and_its_fields_fit_the_database(fuzz_db, shop, raws)
 # --- header injection -------------------------------------------------------------------------------
 
 def reply_to(work: Work, shop_settings) -> bytes:
-    """The reply the pipeline would send (pipeline.enqueue_reply's fields), composed and serialized."""
+    """The reply the pipeline would send (outcome.enqueue_reply's fields), composed and serialized."""
     outbound = Outbound(outbox_id=1, recipient=work.sender, subject=reply_subject(work.subject),
                         body_text=render_body(body="Shipping to Texas is $7.", customer_name=work.sender_name,
                                               store=shop_settings.store),

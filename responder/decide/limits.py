@@ -11,7 +11,7 @@ on (kind, key), then one mail to ``[digest] to``. The unique row is what makes i
 with several daemons on one PostgreSQL racing to raise the same alert.
 
 Budget accounting: each draft stores the tokens its model call actually used and their price
-(``pipeline.record_usage``); the day's spend is their sum in the shop's timezone. A call is not
+(``outcome.record_usage``); the day's spend is their sum in the shop's timezone. A call is not
 made when the spend plus the last call's cost would pass the budget, so the overshoot is at most
 one call per daemon process.
 """

@@ -1,6 +1,6 @@
 """Feedback: a customer's thumbs up or down on an automatic reply.
 
-Runs in the web page behind the links that ``pipeline.enqueue_reply`` puts under automatic email
+Runs in the web page behind the links that ``outcome.enqueue_reply`` puts under automatic email
 replies (``links.feedback_link``). One vote per draft, the last one counts; a thumbs-down with
 its optional line of why is shown to the owner in the digest until it is marked seen. The
 thumbs-down rate is computed from these rows (``responder.owner.metrics``).

@@ -1,6 +1,6 @@
 """The one way a reply to a customer's message becomes an outbox row, whoever wrote it.
 
-Runs when the pipeline sends an automatic reply or a holding note (``pipeline.enqueue_reply``)
+Runs when the pipeline sends an automatic reply or a holding note (``outcome.enqueue_reply``)
 and when the owner approves a held draft from any place (``approvals.enqueue_reply``: the queue,
 the web pages, a one-click link, a reply to the digest). An email reply gets the subject
 "Re: …", the greeting and signature (``templates/email/reply.txt.j2``) and threading headers
