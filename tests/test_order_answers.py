@@ -397,3 +397,17 @@ def test_a_slow_shop_api_never_holds_up_the_queue(tmp_path, database_url, monkey
             assert len(fake.requests) == 1
         finally:
             ctx.db.dispose()
+
+
+def test_forgetting_a_customer_erases_their_order_checks(shop):
+    from responder.ops.privacy import find, forget_customer
+
+    answer(shop, email_in(shop, "priya.shah@example.com", "where is my order?"))
+    answer(shop, text_in(shop, "+13125550163", "where's my order #1042"))
+    with shop.db.transaction() as session:
+        forget_customer(session, find(session, "priya.shah@example.com"), settings=shop.settings)
+    # The texts came from another customer record (not linked): that one is still there, and only it.
+    assert {c.sender for c in rows(shop, OrderCheck)} == {"+13125550163"}
+    with shop.db.transaction() as session:
+        forget_customer(session, find(session, "+13125550163"), settings=shop.settings)
+    assert rows(shop, OrderCheck) == []

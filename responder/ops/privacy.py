@@ -40,6 +40,7 @@ from responder.core.models import (
     Identity,
     Lesson,
     Message,
+    OrderCheck,
     Outbox,
     OutboxKind,
     OutboxStatus,
@@ -59,6 +60,7 @@ TABLES = {
     "usedlink": "random nonces only: no customer data", "mailboxcursor": "mailbox positions: no customer data",
     "ownersetting": "the owner's password hash: no customer data",
     "alert": "a quoted message mentioning them is replaced by a note; erased after the retention period",
+    "ordercheck": "erased with the message, and every order check from their addresses or numbers",
 }
 UNSENT = (OutboxStatus.QUEUED, OutboxStatus.RETRY)
 FORGOTTEN = "[forgotten]"
@@ -146,9 +148,11 @@ def _erase(session: Session, erased: Erased, *, threads: set, messages: set, out
     feedback = _ids(session, Feedback.id, Feedback.draft_id, drafts) | _ids(session, Feedback.id, Feedback.thread_id,
                                                                              threads)
     events = _ids(session, DraftEvent.id, DraftEvent.draft_id, drafts)
-    erased.counts.update({"feedback votes": len(feedback), "draft events": len(events)})
+    checks = _ids(session, OrderCheck.id, OrderCheck.message_id, messages)
+    erased.counts.update({"feedback votes": len(feedback), "draft events": len(events), "order checks": len(checks)})
     if not dry_run:
-        for model, ids in ((Feedback, feedback), (DraftEvent, events), (Lesson, {x.id for x in lessons}),
+        for model, ids in ((Feedback, feedback), (DraftEvent, events), (OrderCheck, checks),
+                           (Lesson, {x.id for x in lessons}),
                            (Outbox, outbox), (Draft, drafts), (Message, messages), (Thread, threads)):
             _delete(session, model, model.id, ids)
         _blank_digest_numbers(session, erased, drafts)
@@ -175,11 +179,13 @@ def _erase_customers(session: Session, erased: Erased, customer_ids: set, *, kee
         emails = [i.value for i in identities if i.kind == "email" and i not in kept]
         if emails:  # others' requests to link their address are about them too
             links |= {x for x in session.exec(select(CustomerLink.id).where(col(CustomerLink.email).in_(emails)))}
+        checks = _ids(session, OrderCheck.id, OrderCheck.sender, {i.value for i in identities})
         erased.counts.update({"identities": len(identities) - len(kept), "link requests": len(links),
-                              "customers": 0 if kept else 1})
+                              "customers": 0 if kept else 1, "order checks": len(checks)})
         if dry_run:
             continue
         _delete(session, CustomerLink, CustomerLink.id, links)
+        _delete(session, OrderCheck, OrderCheck.id, checks)
         _delete(session, Identity, Identity.id, {i.id for i in identities if i not in kept})
         if kept:  # an opted-out number stays, so STOP is still honoured when they text again
             session.get(Customer, customer_id).name = ""

@@ -20,6 +20,7 @@ from responder.core.models import (
     Draft,
     DraftStatus,
     Message,
+    OrderCheck,
     Outbox,
     OutboxStatus,
     Thread,
@@ -74,6 +75,7 @@ def purge_expired(ctx: Context) -> int:
             col(Outbox.status).not_in([*UNSENT, OutboxStatus.SENDING]))))
         _delete(session, Digest, Digest.outbox_id, old)
         erased.counts["owner mails"] += _delete(session, Outbox, Outbox.id, old)
+        erased.counts["order checks"] += session.exec(delete(OrderCheck).where(OrderCheck.at < cutoff)).rowcount
         erased.counts["alerts"] += session.exec(delete(Alert).where(
             Alert.created_at < cutoff, or_(col(Alert.until).is_(None), Alert.until < cutoff))).rowcount
     if any(erased.counts.values()):
