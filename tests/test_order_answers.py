@@ -32,6 +32,9 @@ from responder.core.models import (
 from responder.intake.store import store_inbound_email, store_inbound_text
 from responder.ops.jobs import process_pending
 
+# The pipeline's behaviour is the same on either database: most tests run on SQLite only; those
+# that count rows, raise alerts or erase them (unique keys, foreign keys) run on PostgreSQL too.
+SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 README_ORDERS = '[orders]\nsource = "file"\nfile = "orders.csv"\n'
 _ids = itertools.count(1)
 
@@ -108,6 +111,7 @@ def test_the_orders_own_customer_gets_the_tracking_link(shop):
     assert check.outcome == "verified" and "order's email" in check.detail
 
 
+@SQLITE
 @pytest.mark.parametrize("body, state", [
     ("where is my order #1043?", "hasn't shipped yet"),
     ("has order 1044 been refunded?", "refund of $39.00"),
@@ -123,6 +127,7 @@ def test_each_state_in_the_shops_words(shop, body, state):
         assert "5–10 business days" in draft.text
 
 
+@SQLITE
 def test_a_guessed_number_gets_a_request_for_both_details_and_nothing_of_the_order(shop):
     draft = answer(shop, email_in(shop, "mallory@attacker.test", "Where is order #1042?"))
     assert draft.route == Route.AUTO
@@ -133,6 +138,7 @@ def test_a_guessed_number_gets_a_request_for_both_details_and_nothing_of_the_ord
     assert check.outcome == "mismatch" and check.order_number == "1042"
 
 
+@SQLITE
 def test_a_wrong_email_and_a_missing_order_get_the_same_words(shop):
     """Never say which one was wrong: an existing number with the wrong email reads exactly like a
     number that doesn't exist."""
@@ -143,6 +149,7 @@ def test_a_wrong_email_and_a_missing_order_get_the_same_words(shop):
         assert not any(w in draft.text for w in PRIVATE["1042"])
 
 
+@SQLITE
 def test_the_number_and_the_email_it_was_placed_with_prove_it(shop):
     """Shopify's own order status page asks for the same two things."""
     first = answer(shop, text_in(shop, "+15550001111", "where is my order?"))
@@ -153,6 +160,7 @@ def test_the_number_and_the_email_it_was_placed_with_prove_it(shop):
     assert [c.outcome for c in rows(shop, OrderCheck)] == ["asked", "verified"]
 
 
+@SQLITE
 def test_an_order_number_texted_from_another_phone_reveals_nothing(shop):
     draft = answer(shop, text_in(shop, "+16175550199", "where's my order #1043"))
     assert "order number and the email address" in draft.text
@@ -161,6 +169,7 @@ def test_an_order_number_texted_from_another_phone_reveals_nothing(shop):
     assert own.route == Route.AUTO and "#1043" in own.text and "Cedar & Smoke" in own.text
 
 
+@SQLITE
 def test_whatsapp_from_the_orders_phone_is_answered(shop):
     draft = answer(shop, text_in(shop, "whatsapp:+13125550163", "any news on my order?? where is my package",
                                  channel="whatsapp"))
@@ -185,6 +194,7 @@ def test_many_guesses_stop_the_lookups_and_tell_the_owner_once(shop):
         assert not any(w in out.body_text for words in PRIVATE.values() for w in words)
 
 
+@SQLITE
 def test_a_forged_reply_to_never_receives_the_order(shop):
     """From names the order's customer, Reply-To the attacker: the reply goes to the From address
     (``channels.email.autoreply.reply_address``), so the attacker reads nothing."""
@@ -194,6 +204,7 @@ def test_a_forged_reply_to_never_receives_the_order(shop):
     assert {o.recipient for o in to_customers(shop)} == {"priya.shah@example.com"}
 
 
+@SQLITE
 def test_requests_go_to_the_owner_with_the_orders_summary(shop):
     draft = answer(shop, email_in(shop, "sam.okafor@example.com", "Please cancel my order #1043, I ordered twice"))
     assert draft.route == Route.HANDOFF
@@ -209,6 +220,7 @@ def test_requests_go_to_the_owner_with_the_orders_summary(shop):
     assert "1043" not in second.body_text and "look up your order" in second.body_text
 
 
+@SQLITE
 @pytest.mark.parametrize("sender, body, why", [
     ("jamie.rivera@example.com", "My order #1041 never arrived", "shows as delivered"),
     ("noor.haddad@example.com", "where is my order?", "is late"),
@@ -220,6 +232,7 @@ def test_what_the_record_cant_settle_goes_to_the_owner(shop, sender, body, why):
     assert why in " ".join(draft.reasons)
 
 
+@SQLITE
 def test_an_outage_holds_the_draft_and_tells_the_owner_once(shop, tmp_path):
     (tmp_path / "orders.csv").unlink()
     first = answer(shop, email_in(shop, "priya.shah@example.com", "where is my order?"))
@@ -262,6 +275,7 @@ def test_bitext_status_phrasings_from_the_orders_own_customers_are_answered_righ
     assert out["right_share"] >= 0.9, out
 
 
+@SQLITE
 def test_another_customers_thread_lends_no_proof(shop):
     """Priya typed her number and email in her own thread; Mallory replies on that thread (In-Reply-To
     and References of Priya's reply). Threads are per customer, so Mallory's message starts her own
@@ -277,6 +291,7 @@ def test_another_customers_thread_lends_no_proof(shop):
     assert hijack.thread_id != rows(shop, Draft)[0].thread_id
 
 
+@SQLITE
 def test_a_forged_from_on_her_thread_is_answered_to_her_alone(shop):
     """Anyone can write Priya's address in From. The answer goes to that address, never elsewhere."""
     answer(shop, email_in(shop, "priya.shah@example.com", "where is my order?"))
@@ -301,6 +316,7 @@ def test_lookups_per_sender_are_capped_even_when_they_are_theirs(shop, tmp_path)
         ctx.db.dispose()
 
 
+@SQLITE
 def test_a_refused_shopify_token_holds_the_draft_and_never_shows_the_token(tmp_path, database_url, monkeypatch):
     from fakes.shopify_admin import FakeShopify
 
@@ -333,6 +349,7 @@ def test_a_refused_shopify_token_holds_the_draft_and_never_shows_the_token(tmp_p
             ctx.db.dispose()
 
 
+@SQLITE
 def test_a_request_names_the_order_in_the_shops_admin(tmp_path, database_url, monkeypatch):
     from fakes.shopify_admin import FakeShopify
 
@@ -355,6 +372,7 @@ def test_a_request_names_the_order_in_the_shops_admin(tmp_path, database_url, mo
             ctx.db.dispose()
 
 
+@SQLITE
 def test_the_order_answers_its_part_and_the_rest_is_still_checked(shop):
     both = answer(shop, email_in(shop, "priya.shah@example.com",
                                  "Where is my order? Also, do you engrave the jars with a name?"))
@@ -362,6 +380,7 @@ def test_the_order_answers_its_part_and_the_rest_is_still_checked(shop):
     assert "engrave" in " ".join(both.reasons)
 
 
+@SQLITE
 def test_a_slow_shop_api_never_holds_up_the_queue(tmp_path, database_url, monkeypatch):
     """The order question steps aside while Shopify takes its time; the questions behind it are
     answered meanwhile, and it is answered from the one lookup once that's back."""
