@@ -9,6 +9,7 @@ WooCommerce sources are driven the same way through their loopback fakes in
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
 import re
@@ -75,6 +76,24 @@ def shop(tmp_path, database_url):
     ctx = make_context(path)
     yield ctx
     ctx.db.dispose()
+
+
+@contextlib.contextmanager
+def shopify_shop(tmp_path, database_url, monkeypatch, *, token: str | None = None, extra: str = ""):
+    """The loopback Shopify fake and a context on it, with the README's Shopify lines."""
+    from fakes.shopify_admin import FakeShopify
+
+    with FakeShopify() as fake:
+        monkeypatch.setenv("SHOPIFY_ACCESS_TOKEN", token or fake.token)
+        path = write_settings(tmp_path, database_url=database_url,
+                              extra=f'[orders]\nsource = "shopify"\nshop_url = "{fake.base_url}"\n'
+                                    f'api_version = "{fake.api_version}"\n{extra}')
+        ctx = make_context(path)
+        try:
+            clock.freeze()
+            yield fake, ctx
+        finally:
+            ctx.db.dispose()
 
 
 def email_in(ctx, sender: str, body: str, subject: str = "My order", **headers) -> Message:
@@ -318,58 +337,37 @@ def test_lookups_per_sender_are_capped_even_when_they_are_theirs(shop, tmp_path)
 
 @SQLITE
 def test_a_refused_shopify_token_holds_the_draft_and_never_shows_the_token(tmp_path, database_url, monkeypatch):
-    from fakes.shopify_admin import FakeShopify
-
-    with FakeShopify() as fake:
+    with shopify_shop(tmp_path, database_url, monkeypatch, token="shpat_wrong_" + "x" * 20,
+                      extra='[digest]\nto = "owner@example.test"\n') as (fake, ctx):
         fake.add_order("1042", email="priya.shah@example.com", total="55.00", created_at=utcnow())
-        monkeypatch.setenv("SHOPIFY_ACCESS_TOKEN", "shpat_wrong_" + "x" * 20)
-        path = write_settings(tmp_path, database_url=database_url,
-                              extra=f'[orders]\nsource = "shopify"\nshop_url = "{fake.base_url}"\n'
-                                    f'api_version = "{fake.api_version}"\n[digest]\nto = "owner@example.test"\n')
-        ctx = make_context(path)
-        try:
-            clock.freeze()
-            drafts = [answer(ctx, email_in(ctx, "priya.shah@example.com", "where is my order?")) for _ in range(2)]
-            for draft in drafts:
-                assert draft.route == Route.HANDOFF
-                assert "refused" in " ".join(draft.reasons).lower() or "401" in " ".join(draft.reasons)
-            assert len(fake.requests) == 1  # the breaker: the second message didn't wait on Shopify again
-            alerts = [o for o in rows(ctx, Outbox) if o.kind == OutboxKind.NOTIFY and "failing" in o.subject]
-            assert len(alerts) == 1 and "token" in alerts[0].body_text.lower()
-            stored = " ".join(str(v) for model in (Draft, OrderCheck, Outbox, Alert) for r in rows(ctx, model)
-                              for v in r.model_dump().values())
-            assert "shpat_wrong_" not in stored
-            # The token is fixed: the next question is answered, and the next outage is told again.
-            fake.token = "shpat_wrong_" + "x" * 20
-            clock.advance(seconds=40)
-            ok = answer(ctx, email_in(ctx, "priya.shah@example.com", "Has order 1042 shipped yet?", subject="1042"))
-            assert ok.route == Route.AUTO, ok.reasons
-            assert not [a for a in rows(ctx, Alert) if a.key.startswith("down:")]
-        finally:
-            ctx.db.dispose()
+        drafts = [answer(ctx, email_in(ctx, "priya.shah@example.com", "where is my order?")) for _ in range(2)]
+        for draft in drafts:
+            assert draft.route == Route.HANDOFF
+            assert "refused" in " ".join(draft.reasons).lower() or "401" in " ".join(draft.reasons)
+        assert len(fake.requests) == 1  # the breaker: the second message didn't wait on Shopify again
+        alerts = [o for o in rows(ctx, Outbox) if o.kind == OutboxKind.NOTIFY and "failing" in o.subject]
+        assert len(alerts) == 1 and "token" in alerts[0].body_text.lower()
+        stored = " ".join(str(v) for model in (Draft, OrderCheck, Outbox, Alert) for r in rows(ctx, model)
+                          for v in r.model_dump().values())
+        assert "shpat_wrong_" not in stored
+        # The token is fixed: the next question is answered, and the next outage is told again.
+        fake.token = "shpat_wrong_" + "x" * 20
+        clock.advance(seconds=40)
+        ok = answer(ctx, email_in(ctx, "priya.shah@example.com", "Has order 1042 shipped yet?", subject="1042"))
+        assert ok.route == Route.AUTO, ok.reasons
+        assert not [a for a in rows(ctx, Alert) if a.key.startswith("down:")]
 
 
 @SQLITE
 def test_a_request_names_the_order_in_the_shops_admin(tmp_path, database_url, monkeypatch):
-    from fakes.shopify_admin import FakeShopify
-
-    with FakeShopify() as fake:
-        made = fake.add_order("1043", email="sam.okafor@example.com", total="64.00",
+    with shopify_shop(tmp_path, database_url, monkeypatch) as (fake, ctx):
+        made = fake.add_order("1043", email="sam.okafor@example.com", total="64.00", created_at=utcnow(),
                               line_items=(("Cedar & Smoke", 2, "WW-101"),))
-        monkeypatch.setenv("SHOPIFY_ACCESS_TOKEN", fake.token)
-        path = write_settings(tmp_path, database_url=database_url,
-                              extra=f'[orders]\nsource = "shopify"\nshop_url = "{fake.base_url}"\n'
-                                    f'api_version = "{fake.api_version}"\n')
-        ctx = make_context(path)
-        try:
-            clock.freeze()
-            draft = answer(ctx, email_in(ctx, "sam.okafor@example.com", "I need to change the address on my order"))
-            assert draft.route == Route.HANDOFF
-            summary = next(r for r in draft.reasons if r.startswith("order #1043"))
-            assert summary.endswith(f"{fake.base_url}/admin/orders/{made['legacyResourceId']}"), summary
-            assert "not shipped yet, $64.00" in summary and "cancellable" in summary
-        finally:
-            ctx.db.dispose()
+        draft = answer(ctx, email_in(ctx, "sam.okafor@example.com", "I need to change the address on my order"))
+        assert draft.route == Route.HANDOFF
+        summary = next(r for r in draft.reasons if r.startswith("order #1043"))
+        assert summary.endswith(f"{fake.base_url}/admin/orders/{made['legacyResourceId']}"), summary
+        assert "not shipped yet, $64.00" in summary and "cancellable" in summary
 
 
 @SQLITE
@@ -386,36 +384,25 @@ def test_a_slow_shop_api_never_holds_up_the_queue(tmp_path, database_url, monkey
     answered meanwhile, and it is answered from the one lookup once that's back."""
     import time
 
-    from fakes.shopify_admin import FakeShopify
-
-    with FakeShopify() as fake:
+    with shopify_shop(tmp_path, database_url, monkeypatch) as (fake, ctx):
         fake.add_order("1042", email="priya.shah@example.com", total="55.00", created_at=utcnow())
         fake.delay = 2.0
-        monkeypatch.setenv("SHOPIFY_ACCESS_TOKEN", fake.token)
-        path = write_settings(tmp_path, database_url=database_url,
-                              extra=f'[orders]\nsource = "shopify"\nshop_url = "{fake.base_url}"\n'
-                                    f'api_version = "{fake.api_version}"\n')
-        ctx = make_context(path)
-        try:
-            clock.freeze()
-            slow = email_in(ctx, "priya.shah@example.com", "where is my order?")
-            others = [email_in(ctx, f"c{n}@example.org", "How much is shipping?") for n in range(3)]
-            process_pending(ctx)
-            assert not rows(ctx, Draft, Draft.message_id == slow.id)  # stepped aside ...
-            assert len(fake.requests) in (0, 1)                        # ... while Shopify is still answering
-            for message in others:                                     # ... and the queue went on
-                [draft] = rows(ctx, Draft, Draft.message_id == message.id)
-                assert draft.route == Route.AUTO and "$7" in draft.text
-            deadline = time.monotonic() + 10
-            while ctx.orders._inflight and time.monotonic() < deadline:
-                time.sleep(0.05)
-            clock.advance(seconds=1)
-            process_pending(ctx)
-            [draft] = rows(ctx, Draft, Draft.message_id == slow.id)
-            assert draft.route == Route.AUTO and "#1042" in draft.text, draft.reasons
-            assert len(fake.requests) == 1
-        finally:
-            ctx.db.dispose()
+        slow = email_in(ctx, "priya.shah@example.com", "where is my order?")
+        others = [email_in(ctx, f"c{n}@example.org", "How much is shipping?") for n in range(3)]
+        process_pending(ctx)
+        assert not rows(ctx, Draft, Draft.message_id == slow.id)  # stepped aside ...
+        assert len(fake.requests) in (0, 1)                        # ... while Shopify is still answering
+        for message in others:                                     # ... and the queue went on
+            [draft] = rows(ctx, Draft, Draft.message_id == message.id)
+            assert draft.route == Route.AUTO and "$7" in draft.text
+        deadline = time.monotonic() + 10
+        while ctx.orders._inflight and time.monotonic() < deadline:
+            time.sleep(0.05)
+        clock.advance(seconds=1)
+        process_pending(ctx)
+        [draft] = rows(ctx, Draft, Draft.message_id == slow.id)
+        assert draft.route == Route.AUTO and "#1042" in draft.text, draft.reasons
+        assert len(fake.requests) == 1
 
 
 def test_forgetting_a_customer_erases_their_order_checks(shop):
