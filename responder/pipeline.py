@@ -37,7 +37,7 @@ from responder.draft.tone import apply_tone, rules_for
 from responder.knowledge.catalog import alternatives
 from responder.knowledge.retrieve import Hit, Knowledge
 from responder.orders import step as order_step
-from responder.orders.lookup import Lookup, Pending
+from responder.orders.lookup import Lookup
 from responder.orders.verify import numbers_in, other_questions, without_details
 from responder.outcome import store_outcome
 from responder.owner import owner_replies
@@ -97,8 +97,8 @@ class Work:
 
 def process_message(*, session: Session, message: Message, settings: Settings, drafter: Drafter,
                     retriever: Knowledge | None, orders: Lookup | None = None) -> Draft | None:
-    """The routed draft, or None when the message is held until its burst is over, or steps aside
-    while the order source answers (``responder.orders.lookup``)."""
+    """The routed draft, or None when the message is held until its burst is over. Raises
+    ``responder.orders.lookup.Pending`` while the order source is still answering."""
     work = Work(message=message)
     normalize(work, settings)
     if not work.automated and work.channel == "email":
@@ -132,11 +132,9 @@ def process_message(*, session: Session, message: Message, settings: Settings, d
         for other in fold_burst(session, message):
             work.text = f"{work.text}\n{other.new_text or other.text}".strip()
         compute(work, session, settings)
-        try:
-            work.order = order_step.run(work, session, settings, orders, retriever.facts().policies if retriever else "")
-        except Pending:  # the shop's API is slow: this message steps aside, the queue goes on
-            message.next_attempt_at = utcnow() + timedelta(seconds=STEP_ASIDE_S)
-            return None
+        # Raises Pending when the shop's API is slow: the job undoes this attempt and the message
+        # steps aside for STEP_ASIDE_S while the queue goes on (responder.ops.jobs).
+        work.order = order_step.run(work, session, settings, orders, retriever.facts().policies if retriever else "")
         retrieve(work, retriever, session)
         if budget := cost_limits.budget_note(session, settings):  # today's model spend is used up
             work.limits.append(budget)

@@ -390,7 +390,9 @@ def test_a_slow_shop_api_never_holds_up_the_queue(tmp_path, database_url, monkey
         slow = email_in(ctx, "priya.shah@example.com", "where is my order?")
         others = [email_in(ctx, f"c{n}@example.org", "How much is shipping?") for n in range(3)]
         process_pending(ctx)
-        assert not rows(ctx, Draft, Draft.message_id == slow.id)  # stepped aside ...
+        assert not rows(ctx, Draft, Draft.message_id == slow.id)  # stepped aside, nothing of the attempt kept ...
+        [waiting] = rows(ctx, Message, Message.id == slow.id)
+        assert waiting.status == "received" and waiting.thread_id is None and waiting.next_attempt_at is not None
         assert len(fake.requests) in (0, 1)                        # ... while Shopify is still answering
         for message in others:                                     # ... and the queue went on
             [draft] = rows(ctx, Draft, Draft.message_id == message.id)

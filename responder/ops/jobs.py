@@ -27,7 +27,8 @@ from responder.core.models import (
 from responder.intake.store import store_inbound_email
 from responder.ops import prepare
 from responder.ops.context import Context
-from responder.pipeline import process_message
+from responder.orders.lookup import Pending
+from responder.pipeline import STEP_ASIDE_S, process_message
 
 log = logging.getLogger("deskhand.jobs")
 PROCESS_BACKOFF = [timedelta(seconds=s) for s in (10, 60, 300)]
@@ -187,6 +188,10 @@ def _process_next(ctx: Context) -> bool:
             with session.begin_nested():
                 process_message(session=session, message=message, settings=ctx.settings,
                                 drafter=ctx.drafter, retriever=ctx.retriever, orders=ctx.orders)
+        except Pending:
+            # The shop's order API is slow: nothing of this attempt is kept (a burst it folded stays
+            # unfolded); the message steps aside and the lookup's end brings it back.
+            message.next_attempt_at = utcnow() + timedelta(seconds=STEP_ASIDE_S)
         except DatabaseUnavailable:
             raise  # not the message's fault: it stays received, no attempt counted
         except Exception as exc:
