@@ -161,8 +161,10 @@ def test_a_guessed_number_gets_a_request_for_both_details_and_nothing_of_the_ord
 def test_a_wrong_email_and_a_missing_order_get_the_same_words(shop):
     """Never say which one was wrong: an existing number with the wrong email reads exactly like a
     number that doesn't exist."""
-    wrong_email = answer(shop, email_in(shop, "a@attacker.test", "Order #1042, placed with priya@example.net"))
-    no_order = answer(shop, email_in(shop, "b@attacker.test", "Order #9999, placed with priya.shah@example.com"))
+    wrong_email = answer(shop, email_in(shop, "a@attacker.test", "Has order #1042 shipped? It was placed with "
+                                                                  "priya@example.net"))
+    no_order = answer(shop, email_in(shop, "b@attacker.test", "Has order #9999 shipped? It was placed with "
+                                                               "priya.shah@example.com"))
     assert wrong_email.text == no_order.text and "couldn't match" in wrong_email.text
     for draft in (wrong_email, no_order):
         assert not any(w in draft.text for w in PRIVATE["1042"])
@@ -418,4 +420,13 @@ def test_forgetting_a_customer_erases_their_order_checks(shop):
     assert {c.sender for c in rows(shop, OrderCheck)} == {"+13125550163"}
     with shop.db.transaction() as session:
         forget_customer(session, find(session, "+13125550163"), settings=shop.settings)
+    assert rows(shop, OrderCheck) == []
+
+
+@SQLITE
+def test_a_number_with_no_status_question_is_no_guess(shop):
+    """"Can I purchase 100 candles?" reads like an order number; it is held for the owner before any
+    lookup, and counts as no wrong guess."""
+    draft = answer(shop, email_in(shop, "buyer@example.org", "Can I purchase 100 candles for my wedding?"))
+    assert draft.route == Route.HANDOFF and "doesn't ask where it stands" in " ".join(draft.reasons)
     assert rows(shop, OrderCheck) == []

@@ -129,6 +129,12 @@ def handle(session: Session, lookup: Lookup, *, message_id: int | None, channel:
         record("limited")
         return out
     words = "\n".join([*earlier, text])
+    # A bare order number is a status question only when they ask where it stands ("order #1043,
+    # wrong scent", "can I purchase 100 candles?" are not): held before any lookup or guess is
+    # counted. With only details, what they asked before counts.
+    if intent == "an order number" and not STATUS_ASK.search(without_details(text) or words):
+        out.holds.append("the customer names an order but doesn't ask where it stands: the owner reads what they want")
+        return out
     numbers, typed = numbers_in(text) or numbers_in(words), emails_in(words)
     try:
         if numbers:
@@ -164,11 +170,6 @@ def handle(session: Session, lookup: Lookup, *, message_id: int | None, channel:
     out.facts_text = "\n".join(record_text(o, tz=tz, today=today) for o in out.orders)
     if intent not in STATUS:
         out.holds.append(f"{intent}: the bot doesn't act on orders, the owner decides")
-        return out
-    # A bare order number is a status question only when they ask where it stands ("order #1043, wrong
-    # scent" is not); with only details, what they asked before counts.
-    if intent == "an order number" and not STATUS_ASK.search(without_details(text) or words):
-        out.holds.append("the customer names an order but doesn't ask where it stands: the owner reads what they want")
         return out
     out.holds += hold_reasons(out.orders, intent=intent, text=text, times=times, today=today,
                               late_after_days=late_after_days)
