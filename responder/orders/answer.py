@@ -130,6 +130,8 @@ def status_reply(orders: list[Order], times: ShopTimes, *, tz: tzinfo, today: da
                           shipped=day_in_words(f.shipped_at, tz, today),
                           eta=day_in_words(f.estimated_delivery_at, tz, today) if not f.delivered_at else "",
                           delivered=day_in_words(f.delivered_at, tz, today)) for f in order.fulfillments]
+        # Fulfilled with no shipment recorded (a WooCommerce order marked completed, no tracking).
+        shipments = shipments or [dict(carrier="", number="", url="", shipped="", eta="", delivered="")]
         refunds = [dict(amount=amount(r.amount, order.currency), on=day_in_words(r.created_at, tz, today))
                    for r in order.refunds]
         rows.append(dict(number=order.number, state=state_of(order), goods=items_in_words(order),
