@@ -430,3 +430,18 @@ def test_a_number_with_no_status_question_is_no_guess(shop):
     draft = answer(shop, email_in(shop, "buyer@example.org", "Can I purchase 100 candles for my wedding?"))
     assert draft.route == Route.HANDOFF and "doesn't ask where it stands" in " ".join(draft.reasons)
     assert rows(shop, OrderCheck) == []
+
+
+@SQLITE
+def test_an_order_record_the_step_cannot_read_holds_the_draft(shop, monkeypatch):
+    """Fail closed: a record that breaks the reply's template (or anything else in the step) is the
+    owner's to answer, with the reason; the message is never quarantined for it."""
+    from responder.orders import step
+
+    def broken(*args, **kwargs):
+        raise TypeError("an order field the template didn't expect")
+
+    monkeypatch.setattr(step, "status_reply", broken)
+    draft = answer(shop, email_in(shop, "priya.shah@example.com", "where is my order?"))
+    assert draft.route == Route.HANDOFF
+    assert "the order step failed (TypeError)" in " ".join(draft.reasons)

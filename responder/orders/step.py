@@ -24,6 +24,7 @@ A failing source is an outage, never a guess: the draft waits with the reason.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 
@@ -45,7 +46,7 @@ from responder.orders.answer import (
     status_reply,
 )
 from responder.orders.base import Order, OrderSourceError
-from responder.orders.lookup import Lookup
+from responder.orders.lookup import Lookup, Pending
 from responder.orders.verify import (
     STATUS_ASK,
     emails_in,
@@ -58,6 +59,7 @@ from responder.orders.verify import (
 from responder.understand import customers
 from responder.understand.conversation import thread_history
 
+log = logging.getLogger("deskhand.orders")
 STATUS = ("where the order is", "an order number", "a refund for an order")
 RECENT_DAYS = 60
 MAX_ORDERS = 3
@@ -108,7 +110,7 @@ def awaiting_details(session: Session, sender: str, now: datetime) -> str | None
     return last.intent or STATUS[0] if last is not None and last.outcome in ("asked", "mismatch") else None
 
 
-def handle(session: Session, lookup: Lookup, *, message_id: int | None, channel: str, sender: str,
+def handle(session: Session, lookup: Lookup, *, message_id: int | None, sender: str,
            identities: list[tuple[str, str]], text: str, earlier: list[str], intent: str, times: ShopTimes,
            tz: tzinfo, now: datetime, owner_name: str, max_failed: int, max_lookups: int = 20,
            late_after_days: int = 0) -> OrderOutcome:
@@ -218,13 +220,19 @@ def run(work, session: Session, settings: Settings, lookup: Lookup | None, polic
     earlier = [m.new_text or m.text for m in thread_history(session=session, thread_id=work.thread.id,
                                                              before_id=work.message.id) if m.direction == "in"][-10:]
     was_down = lookup.down
-    outcome = handle(session, lookup, message_id=work.message.id, channel=work.channel, sender=work.sender,
-                     identities=identities or [("email" if "@" in work.sender else "phone", work.sender)],
-                     text=work.text, earlier=earlier, intent=intent, times=shop_times(policies_text), tz=settings.tz,
-                     now=now, owner_name=settings.store.owner_name,
-                     max_failed=settings.orders.max_failed_checks_per_hour,
-                     max_lookups=settings.orders.max_lookups_per_hour,
-                     late_after_days=settings.orders.late_after_days)
+    try:
+        outcome = handle(session, lookup, message_id=work.message.id, sender=work.sender,
+                         identities=identities or [("email" if "@" in work.sender else "phone", work.sender)],
+                         text=work.text, earlier=earlier, intent=intent, times=shop_times(policies_text),
+                         tz=settings.tz, now=now, owner_name=settings.store.owner_name,
+                         max_failed=settings.orders.max_failed_checks_per_hour,
+                         max_lookups=settings.orders.max_lookups_per_hour,
+                         late_after_days=settings.orders.late_after_days)
+    except Pending:
+        raise
+    except Exception as exc:  # fail closed: a record the step can't read is the owner's to answer
+        log.exception("the order step failed on message %s", work.message.id)
+        return OrderOutcome(intent=intent, holds=[f"the order step failed ({type(exc).__name__}): the owner answers"])
     day = now.astimezone(settings.tz).date().isoformat()
     if outcome.unavailable:
         tell_owner(session, settings, kind="orders", key=f"down:{day}", subject="Order lookups are failing",
