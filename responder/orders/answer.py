@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
+from functools import lru_cache
 
 from responder.core.templating import render
 from responder.orders.base import Order
@@ -50,6 +51,7 @@ def _first(pattern: re.Pattern, text: str, avoid: re.Pattern | None = None) -> t
     return "", 0
 
 
+@lru_cache(maxsize=8)  # the same knowledge text for every order question until the knowledge changes
 def shop_times(policies_text: str) -> ShopTimes:
     text = re.sub(r"(?m)^#+[^\n]*$", "", policies_text or "")  # headings are questions, not facts
     dispatch, dispatch_days = _first(DISPATCH, text, avoid=re.compile(r"\b(?:deliver|arriv)", re.I))

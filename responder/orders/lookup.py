@@ -5,7 +5,7 @@ and wraps it in :class:`Lookup`, which the order step calls:
 
 - **Out of line.** Each lookup runs on the lookup's own threads. The message waits for it at most
   ``inline_s`` (0.3 s: a healthy API answers by then); past that, :class:`Pending` is raised and
-  the pipeline puts the message back for a moment (Zulip's accept-then-process), so the messages
+  the process job puts the message back for a moment (Zulip's accept-then-process), so the messages
   behind it are routed meanwhile. When the answer arrives, ``on_done`` (the daemon's kick)
   brings the message back, and it finds the answer waiting (``KEEP_S``).
 - **A short cache** (``[orders] cache_s``) per question asked, so a customer's follow-ups and the
@@ -51,8 +51,7 @@ class Lookup:
         self._ready: dict[tuple, tuple[float, list[Order] | OrderSourceError]] = {}
         self._inflight: dict[tuple, Future] = {}
         self._started: dict[tuple, float] = {}   # when each lookup in flight began (monotonic)
-        self._broken: tuple[float, str] | None = None
-        self.down = False          # the last lookup failed (an outage the owner was told of)
+        self._broken: tuple[float, str] | None = None  # (until, why) since the last lookup failed
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="orders")
         self.last_ms = 0.0
@@ -60,6 +59,11 @@ class Lookup:
     @property
     def name(self) -> str:
         return self.source.name
+
+    @property
+    def down(self) -> bool:
+        """The last lookup failed (an outage the owner was told of); a success ends it."""
+        return self._broken is not None
 
     def patient(self) -> "Lookup":
         """The same lookup (one cache, one breaker) for a caller with no queue behind it (Try it,
@@ -119,9 +123,9 @@ class Lookup:
             self._inflight.pop(key, None)
             self._started.pop(key, None)
             if isinstance(outcome, OrderSourceError):
-                self._broken, self.down = (now + BREAK_S, str(outcome)), True
+                self._broken = (now + BREAK_S, str(outcome))
             else:
-                self._broken, self.down = None, False
+                self._broken = None
                 if self.cache_s > 0:
                     self._cache[key] = (now + self.cache_s, outcome)
             self._ready[key] = (now + KEEP_S, outcome)

@@ -67,14 +67,12 @@ MAX_ORDERS = 3
 
 @dataclass
 class OrderOutcome:
-    intent: str
     reply: str = ""                                      # the answer, or the request for details
     holds: list[str] = field(default_factory=list)       # the owner answers (handoff), with why
     notes: list[str] = field(default_factory=list)       # order summaries for the owner
     orders: list[Order] = field(default_factory=list)    # proved to be the sender's
     limited: bool = False
     unavailable: str = ""                                # the source's failure, for the outage alert
-    checks: list[OrderCheck] = field(default_factory=list)
 
     facts_text: str = ""                                 # the records, for the claim guard (``record_text``)
 
@@ -114,13 +112,11 @@ def handle(session: Session, lookup: Lookup, *, message_id: int | None, sender: 
            identities: list[tuple[str, str]], text: str, earlier: list[str], intent: str, times: ShopTimes,
            tz: tzinfo, now: datetime, owner_name: str, max_failed: int, max_lookups: int = 20,
            late_after_days: int = 0) -> OrderOutcome:
-    out = OrderOutcome(intent=intent)
+    out = OrderOutcome()
 
     def record(outcome: str, number: str = "", detail: str = "") -> None:
-        check = OrderCheck(message_id=message_id, sender=sender, order_number=number[:64], intent=intent[:40],
-                           outcome=outcome, detail=detail, at=now)
-        session.add(check)
-        out.checks.append(check)
+        session.add(OrderCheck(message_id=message_id, sender=sender, order_number=number[:64], intent=intent[:40],
+                               outcome=outcome, detail=detail, at=now))
 
     failed, asked = checks_recently(session, sender, now)
     if failed >= max_failed or asked >= max_lookups:
@@ -232,7 +228,7 @@ def run(work, session: Session, settings: Settings, lookup: Lookup | None, polic
         raise
     except Exception as exc:  # fail closed: a record the step can't read is the owner's to answer
         log.exception("the order step failed on message %s", work.message.id)
-        return OrderOutcome(intent=intent, holds=[f"the order step failed ({type(exc).__name__}): the owner answers"])
+        return OrderOutcome(holds=[f"the order step failed ({type(exc).__name__}): the owner answers"])
     day = now.astimezone(settings.tz).date().isoformat()
     if outcome.unavailable:
         tell_owner(session, settings, kind="orders", key=f"down:{day}", subject="Order lookups are failing",
