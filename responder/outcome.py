@@ -3,15 +3,16 @@
 Runs inside the message's transaction, after routing (``responder.pipeline.process_message``
 calls ``store_outcome`` with its ``Work`` record). The draft row carries every reason: the
 route's, the drafter's, the greeting's and the order step's summaries. An automatic reply is
-queued with its thumbs up / down links; a handoff notifies the owner and, once a day per thread
-and within the caps, sends the customer an honest holding reply (``templates/replies/holding.txt.j2``).
+queued with its thumbs up / down links; a handoff (and, in a chat, any held draft) notifies the
+owner and, once a day per thread (in a chat: once since the last answer) and within the caps,
+sends the customer an honest holding reply (``templates/replies/holding.txt.j2``).
 """
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
 
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from responder.core.clock import utcnow
 from responder.core.models import (
@@ -31,6 +32,9 @@ from responder.understand.frustration import REPEAT_REASON
 from responder.understand.orders import reports_a_problem
 
 log = logging.getLogger("deskhand.pipeline")
+# Channels where the customer is waiting on the page: a draft held for review is said to be held too
+# (an email or a text can wait for the owner's review in silence; a chat visitor would sit watching).
+LIVE = ("chat",)
 
 
 def store_outcome(work, session: Session, settings: Settings) -> Draft:
@@ -52,7 +56,8 @@ def store_outcome(work, session: Session, settings: Settings) -> Draft:
         enqueue_reply(work, draft, draft.text, session, settings)
     if decision.route in (Route.REVIEW, Route.HANDOFF):
         owner_mail.notify_held(session, settings, draft)  # per [approvals] notify
-    if decision.route == Route.HANDOFF and may_send_holding(work, session, settings):
+    waiting = decision.route == Route.HANDOFF or (decision.route == Route.REVIEW and work.channel in LIVE)
+    if waiting and may_send_holding(work, session, settings):
         # Never leave the customer in silence (but once a day per thread, within the caps).
         signals = work.signals
         frustrated = bool(signals and signals.is_frustrated)
@@ -91,14 +96,21 @@ def record_usage(draft: Draft, result, settings: Settings) -> None:
 
 def may_send_holding(work, session: Session, settings: Settings) -> bool:
     since = utcnow() - timedelta(days=1)
-    already = session.exec(select(func.count()).select_from(Outbox).where(
-        Outbox.thread_id == work.thread.id, Outbox.kind == OutboxKind.HOLDING, Outbox.created_at >= since)).one()
-    caps = settings.email
-    return not already and not work.auto_paused and \
-        outbox.automatic_sent_since(session=session, since=since, thread_id=work.thread.id) < \
-        caps.max_auto_replies_per_thread_per_day and \
-        outbox.automatic_sent_since(session=session, since=since, recipient=work.sender) < \
-        caps.max_auto_replies_per_sender_per_day
+    if work.channel in LIVE:  # once since the last answer: a chat goes on after the owner replied
+        last = session.exec(select(Outbox.kind).where(
+            Outbox.thread_id == work.thread.id, col(Outbox.kind).in_([OutboxKind.REPLY, OutboxKind.HOLDING]),
+            Outbox.created_at >= since).order_by(col(Outbox.id).desc())).first()
+        already = last == OutboxKind.HOLDING
+    else:
+        already = session.exec(select(func.count()).select_from(Outbox).where(
+            Outbox.thread_id == work.thread.id, Outbox.kind == OutboxKind.HOLDING, Outbox.created_at >= since)).one()
+    if already or work.auto_paused:
+        return False
+    thread_cap, sender_cap = settings.daily_caps(work.channel)  # 0: no cap
+    return (not thread_cap or outbox.automatic_sent_since(session=session, since=since,
+                                                          thread_id=work.thread.id) < thread_cap) and \
+        (not sender_cap or outbox.automatic_sent_since(session=session, since=since,
+                                                       recipient=work.sender) < sender_cap)
 
 
 def enqueue_reply(work, draft: Draft, text: str, session: Session, settings: Settings, kind: str = OutboxKind.REPLY) -> None:

@@ -56,7 +56,8 @@ from responder.understand.signals import Signals, compute_signals
 
 log = logging.getLogger("deskhand.pipeline")
 MAX_DRAFT_INPUT = 20_000  # characters of new text handed to the drafter
-IDENTITY_KIND = {"email": "email", "sms": "phone", "whatsapp": "phone"}
+IDENTITY_KIND = {"email": "email", "sms": "phone", "whatsapp": "phone", "chat": "chat"}
+TEXTED = ("sms", "whatsapp")  # phone numbers: STOP/START/HELP and opt-outs apply
 STEP_ASIDE_S = 0.5  # a message waiting on the order source comes back after this (the lookup's kick)
 
 
@@ -112,10 +113,11 @@ def process_message(*, session: Session, message: Message, settings: Settings, d
             return draft
     if not work.automated:
         resolve(work, session)
-        if work.channel != "email":  # texts: STOP/START/HELP, opted-out numbers, photos without words
+        if work.channel in TEXTED:  # texts: STOP/START/HELP, opted-out numbers, photos without words
             work.decision = optout.route_for(work, session, settings)
             if work.decision is not None:
                 return store_outcome(work, session, settings)
+        if work.channel != "email":
             # "my email is …", then the emailed code: one customer across email and texts ("1042
             # jamie@example.com" is an order's details, for the order step).
             linked = None if numbers_in(work.text) else linking.handle_text(
@@ -125,7 +127,7 @@ def process_message(*, session: Session, message: Message, settings: Settings, d
                 work.decision = Decision(Route.AUTO, linked.reasons)
                 draft = store_outcome(work, session, settings)
                 if linked.code:
-                    linking.enqueue_code_email(session, settings, linked.link, draft.id, linked.code)
+                    linking.enqueue_code_email(session, settings, linked.link, draft.id, linked.code, work.channel)
                 return draft
         if hold_if_bursting(session, message, settings):
             return None
@@ -282,7 +284,7 @@ def check(work: Work, retriever, settings: Settings) -> None:
 
 def route(work: Work, session: Session, settings: Settings) -> None:
     since = utcnow() - timedelta(days=1)
-    limits = settings.email
+    thread_cap, sender_cap = settings.daily_caps(work.channel)
     facts = RouteFacts(channel=work.channel, text=work.text or work.subject, automated=work.automated,
                        draft=work.draft, signals=work.signals, customer_turns=work.earlier_turns + 1,
                        check_failures=work.check_failures,
@@ -290,8 +292,7 @@ def route(work: Work, session: Session, settings: Settings) -> None:
                        threshold=settings.routing.auto_send_threshold,
                        auto_send_enabled=getattr(settings.routing, f"auto_send_{work.channel}"),
                        max_turns=settings.routing.max_customer_turns,
-                       thread_cap=limits.max_auto_replies_per_thread_per_day,
-                       sender_cap=limits.max_auto_replies_per_sender_per_day)
+                       thread_cap=thread_cap, sender_cap=sender_cap)
     if not work.automated:
         pauses = [n for n in (cost_limits.hourly_note(session, settings),
                               cost_limits.loop_note(session, settings, work.message)) if n]

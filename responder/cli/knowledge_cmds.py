@@ -63,7 +63,7 @@ def _eval_context(settings: Settings):
 def cmd_ask(settings: Settings, args) -> int:
 
     channel = args.channel
-    sender = args.sender or ("customer@example.org" if channel == "email" else "+15550100000")
+    sender = args.sender or {"email": "customer@example.org", "chat": "chat:cli-visitor"}.get(channel, "+15550100000")
     case = {"id": "ask", "channel": channel, "from": sender, "subject": args.subject or "", "turns": [args.text]}
     [result] = run_cases(_eval_context(settings), [case])
     if args.json:

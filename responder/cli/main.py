@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     search.add_argument("--json", action="store_true", help="one JSON object per line")
     ask = sub.add_parser("ask", help="draft one message without sending it")
     ask.add_argument("text")
-    ask.add_argument("--channel", choices=["email", "sms", "whatsapp"], default="email")
+    ask.add_argument("--channel", choices=["email", "sms", "whatsapp", "chat"], default="email")
     ask.add_argument("--from", dest="sender")
     ask.add_argument("--subject")
     ask.add_argument("--json", action="store_true")

@@ -1,6 +1,6 @@
 """Linking a texting customer to their email by a code: "my email is …", then the 6 digits.
 
-Runs in the pipeline for SMS and WhatsApp, after the customer is resolved and before drafting
+Runs in the pipeline for SMS, WhatsApp and the site chat, after the customer is resolved and before drafting
 (``handle_text``): a short text naming one email address gets a code emailed there; the code
 texted back joins the two customers (``customers.link_pair``). The replies are fixed sentences
 (no drafter: ``LINK_BACKEND``). Only a hash of the code is stored, bound to its request; wrong
@@ -38,6 +38,15 @@ MAX_OTHER_WORDS = 12               # "hi, my email is …": longer texts are que
 LINK_BACKEND = "customer-link"     # Draft.backend of the replies below (no drafter involved)
 EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
 CODE = re.compile(r"^\s*(\d{3})[ \-]?(\d{3})\s*[.!]?\s*$")  # "123456", "123 456"
+# How the replies and the code email name the way the customer writes to us.
+MEDIUM = {"chat": {"send": "type", "Send": "Type", "them": "this chat", "where": "in the chat on our website",
+                   "back": "Type it in the chat", "link": "this chat"},
+          "texts": {"send": "text", "Send": "Text", "them": "texts", "where": "from {phone}",
+                    "back": "Text it back to us", "link": "your texts"}}
+
+
+def medium(channel: str) -> dict:
+    return MEDIUM["chat" if channel == "chat" else "texts"]
 
 
 @dataclass
@@ -64,7 +73,7 @@ def handle_text(session: Session, settings: Settings, *, customer: Customer, cha
     (the text is drafted as usual)."""
     code = CODE.match(text or "")
     if code:
-        return _check_code(session, settings, customer, code.group(1) + code.group(2))
+        return _check_code(session, settings, customer, code.group(1) + code.group(2), medium(channel))
     addresses = {a.lower() for a in EMAIL.findall(text or "")}
     if len(addresses) != 1 or len(EMAIL.sub(" ", text).split()) > MAX_OTHER_WORDS:
         return None
@@ -73,10 +82,11 @@ def handle_text(session: Session, settings: Settings, *, customer: Customer, cha
                                                        Identity.kind == "email")).first()
     if has_email or email in settings.own_addresses:
         return None
-    return _request_code(session, settings, customer, email)
+    return _request_code(session, settings, customer, email, medium(channel))
 
 
-def _request_code(session: Session, settings: Settings, customer: Customer, email: str) -> LinkOutcome:
+def _request_code(session: Session, settings: Settings, customer: Customer, email: str,
+                  words: dict) -> LinkOutcome:
     now = utcnow()
     asked = session.exec(select(func.count()).select_from(CustomerLink).where(
         CustomerLink.customer_id == customer.id, CustomerLink.created_at >= now - timedelta(days=1))).one()
@@ -92,7 +102,8 @@ def _request_code(session: Session, settings: Settings, customer: Customer, emai
     session.flush()
     code = f"{secrets.randbelow(10 ** 6):06d}"
     link.code_hash = code_hash(settings, link.id, code)
-    return LinkOutcome(f"I've emailed a 6-digit code to {redact(email)}; text it back to link your email and texts.",
+    return LinkOutcome(f"I've emailed a 6-digit code to {redact(email)}; {words['send']} it back to link your email "
+                       f"and {words['them']}.",
                        [f"the customer asked to link {email} with this number: a 6-digit code was emailed there"],
                        customer, link, code)
 
@@ -103,7 +114,8 @@ def _pending(session: Session, customer_id: int) -> list[CustomerLink]:
                              .order_by(col(CustomerLink.id).desc())).all())
 
 
-def _check_code(session: Session, settings: Settings, customer: Customer, code: str) -> LinkOutcome | None:
+def _check_code(session: Session, settings: Settings, customer: Customer, code: str,
+                words: dict) -> LinkOutcome | None:
     pending = _pending(session, customer.id)
     if not pending:
         return None  # six digits without a request: an order number, perhaps
@@ -113,14 +125,14 @@ def _check_code(session: Session, settings: Settings, customer: Customer, code: 
         link.status, link.decided_at = "expired", now
         if age > EXPIRED_NOTICE:
             return None  # long forgotten: these digits are about something else
-        return LinkOutcome("That code has expired (codes work for 30 minutes). Text your email address again "
-                           "for a new one.", [f"link code for {link.email} expired"], customer, link)
+        return LinkOutcome(f"That code has expired (codes work for 30 minutes). {words['Send']} your email address "
+                           "again for a new one.", [f"link code for {link.email} expired"], customer, link)
     if not hmac.compare_digest(link.code_hash, code_hash(settings, link.id, code)):
         link.attempts += 1
         if link.attempts >= MAX_ATTEMPTS:
             link.status, link.decided_at = "expired", now
-            return LinkOutcome("That code doesn't match, and that was the last try. Text your email address "
-                               "again for a new code.",
+            return LinkOutcome(f"That code doesn't match, and that was the last try. {words['Send']} your email "
+                               "address again for a new code.",
                                [f"wrong link code for {link.email} ({MAX_ATTEMPTS} tries used: request void)"],
                                customer, link)
         left = MAX_ATTEMPTS - link.attempts
@@ -138,20 +150,24 @@ def _check_code(session: Session, settings: Settings, customer: Customer, code: 
         kept = link_pair(session, customer, owner, actor="the customer (code by text)")
     link.status, link.decided_at = "linked", now
     session.flush()
-    return LinkOutcome("Thanks, your email and texts are linked.",
+    return LinkOutcome(f"Thanks, your email and {words['them']} are linked.",
                        [f"the customer confirmed the code: {link.email} and this number are one customer now"],
                        kept, link)
 
 
-def enqueue_code_email(session: Session, settings: Settings, link: CustomerLink, draft_id: int | None, code: str):
+def enqueue_code_email(session: Session, settings: Settings, link: CustomerLink, draft_id: int | None, code: str,
+                       channel: str = "sms"):
     """The email with the code, to the address the customer named (sent by the email job)."""
     phones = [i.value for i in identities(session, link.customer_id) if i.kind == "phone"]
-    body = render("replies/link_code.txt.j2", store=settings.store, code=code, minutes=int(CODE_TTL.total_seconds() // 60),
-                  phone=redact(phones[0]) if phones else "a phone number").strip() + "\n"
+    words = medium(channel)
+    body = render("replies/link_code.txt.j2", store=settings.store, code=code,
+                  minutes=int(CODE_TTL.total_seconds() // 60),
+                  where=words["where"].format(phone=redact(phones[0]) if phones else "a phone number"),
+                  them=words["them"], back=words["back"]).strip() + "\n"
     # Not automatic (it is no answer to this address's mail, so no per-sender cap) but machine-made:
     # Auto-Submitted: auto-generated (RFC 3834 §5).
     return outbox.enqueue(session=session, draft_id=draft_id, thread_id=None, channel="email", kind=OutboxKind.LINK_CODE,
-                          recipient=link.email, subject=f"Your code to link your texts with {settings.store.name}",
+                          recipient=link.email, subject=f"Your code to link {words['link']} with {settings.store.name}",
                           body_text=body, message_id=new_message_id(settings.reply_address), automatic=False,
                           extra={"auto_generated": True})
 

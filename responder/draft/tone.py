@@ -33,7 +33,7 @@ class ToneRules:
     max_sentences: int = 3
     max_sentences_detail: int = 4             # when the answer needs detail
     hard_max_sentences: int = 4               # the eval scorer's ceiling, counted its plain way
-    plain_channels: tuple[str, ...] = ("sms", "whatsapp")  # no markdown
+    plain_channels: tuple[str, ...] = ("sms", "whatsapp", "chat")  # no markdown (the chat shows text as text)
     sms_channels: tuple[str, ...] = ("sms",)
     sms_max_segments: int = 2                 # 306 GSM-7 characters or 134 UCS-2
     auxiliary_only: tuple[str, ...] = ("we have", "I have", "you have", "they have")

@@ -64,7 +64,8 @@ def _store_turn(session, case: dict, turn, settings: Settings, number: int) -> M
     if channel == "email":
         return store_inbound_email(session=session, raw=_email(text, case, settings, number), mailbox="eval",
                                    uidvalidity=1, uid=number)
-    return store_inbound_text(session=session, channel=channel, sender=case.get("from") or "+15550100000",
+    default = "chat:eval-visitor" if channel == "chat" else "+15550100000"
+    return store_inbound_text(session=session, channel=channel, sender=case.get("from") or default,
                               text=text, provider_id=f"eval-{number}-{uuid.uuid4().hex[:8]}")
 
 

@@ -1,7 +1,7 @@
 """Normalize: the first pipeline step, one stored message -> the fields every later step reads.
 
 Email is parsed from its raw bytes (MIME, charsets, quoted history, RFC 3834 automated-mail
-rules); a text message (SMS, WhatsApp) already is its text. Either way the result is written on
+rules); a text message (SMS, WhatsApp, the site chat) already is its text. Either way the result is written on
 the ``Work`` record: who to answer, their name, the subject, the new text and the full text,
 and — for mail from a machine — the reason it gets no reply.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from channels.email.autoreply import automated_verdict, reply_address
+from channels.chat.visitor import SENDER_PREFIX
 from channels.email.parse import parse_email
 from responder.core.settings import Settings
 from responder.core.text import clean, normalize_phone
@@ -45,11 +46,14 @@ def normalize_email(work, settings: Settings) -> None:
 
 def normalize_text_message(work, settings: Settings) -> None:
     msg = work.message
-    work.sender = normalize_phone(msg.sender)
+    if msg.channel == "chat":  # the widget's visitor, "chat:<random id>" (channels.chat.visitor)
+        work.sender = msg.sender if msg.sender.startswith(SENDER_PREFIX) else ""
+    else:
+        work.sender = normalize_phone(msg.sender)
     work.full_text = work.text = clean(msg.text or msg.new_text, 20_000)
     msg.new_text = work.text
     if not work.sender:
-        work.automated = f"the sender {msg.sender[:40]!r} is not a phone number"
+        work.automated = f"the sender {msg.sender[:40]!r} is not a phone number or chat visitor"
 
 
 def normalize(work, settings: Settings) -> None:

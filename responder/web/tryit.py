@@ -21,9 +21,10 @@ from responder.web.pages import WebState, page
 from responder.web.security import checked_form, form_text
 
 router = APIRouter()
-CHANNELS = ("email", "sms", "whatsapp")
+CHANNELS = ("email", "sms", "whatsapp", "chat")
 MAX_TEXT = 20_000
-DEFAULT_SENDER = {"email": "customer@example.org", "sms": "+15550100000", "whatsapp": "+15550100000"}
+DEFAULT_SENDER = {"email": "customer@example.org", "sms": "+15550100000", "whatsapp": "+15550100000",
+                  "chat": "chat:try-it-visitor"}
 
 
 def _trial(st: WebState, case: dict) -> dict:
