@@ -69,6 +69,8 @@ class SendFacts:
     thread_cap: int = 0               # [email] max_auto_replies_per_thread_per_day (0: no cap)
     sender_cap: int = 0               # [email] max_auto_replies_per_sender_per_day (0: no cap)
     wrote_since: int = 0              # customer messages in the thread since the row was queued
+    present: bool = False             # chat: the visitor's panel asked for news in the last minute
+    visitor_email: str = ""           # chat: the address the visitor left for answers by mail
 
 
 @dataclass(frozen=True)

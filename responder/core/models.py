@@ -339,3 +339,17 @@ class OrderCheck(SQLModel, table=True):
     outcome: str = Field(max_length=16)
     detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     at: datetime = Field(default_factory=utcnow)
+
+
+class ChatSession(SQLModel, table=True):
+    """A visitor of the chat widget on the shop's site (channels/chat): the widget holds a random
+    token and only its hash is kept here. ``sender`` is the visitor's address inside Deskhand
+    ("chat:" + a random id): their messages' sender and the replies' recipient, so a visitor
+    reads only the rows with their own sender, never another's."""
+    id: Optional[int] = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    sender: str = Field(max_length=40, unique=True, index=True)
+    origin: str = Field(default="", max_length=200)       # the page's origin when it started
+    email: str = Field(default="", max_length=320)        # left by the visitor: answers by mail when away
+    created_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: Optional[datetime] = None               # the panel last asked for news (open if recent)

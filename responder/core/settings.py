@@ -153,6 +153,7 @@ class RoutingSettings(Section):
     auto_send_email: bool = True
     auto_send_sms: bool = True
     auto_send_whatsapp: bool = True
+    auto_send_chat: bool = True
     max_customer_turns: int = Field(5, ge=1)  # more customer messages than this unresolved: handoff
     # Per-sender rate limit: more than burst_limit messages within burst_window_s seconds are
     # not answered one by one; they become context for the next reply.
@@ -212,6 +213,51 @@ class WebSettings(Section):
         value = value.strip().rstrip("/")
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        return value
+
+
+class ChatSettings(Section):
+    """The chat widget on the shop's own website (channels/chat, responder/web/chat_api.py)."""
+    enabled: bool = True
+    # Pages allowed to use the widget: scheme://host[:port] of the shop's site, exactly as the
+    # browser sends it in Origin. The daemon's own address is always allowed (its /shop demo page).
+    allowed_origins: list[str] = Field(default_factory=list)
+    greeting: str = "Hi! Ask me anything about our products, shipping or your order."
+    # When a person answers, in OpenStreetMap's opening_hours syntax, in [store] timezone, e.g.
+    # "Mo-Fr 09:00-17:00; Sa 10:00-14:00". Outside them the widget says when a person will reply.
+    # Empty: no hours are shown.
+    hours: str = ""
+    max_chars: int = Field(2000, ge=100, le=20_000)     # one chat message
+    offer_person_after: int = Field(5, ge=1)            # exchanges before "talk to a person" is offered
+    messages_per_minute: int = Field(12, ge=1)          # per visitor, a hard cap (bursts are answered together)
+    messages_per_minute_per_address: int = Field(30, ge=1)  # per IP address, all its visitors
+    sessions_per_hour_per_address: int = Field(20, ge=1)    # new visitors from one IP address
+    # Automatic replies to one visitor a day (a chat has more exchanges than an email thread; the
+    # [email] caps of 4 per thread and 8 per sender stop mail loops, which a person typing is not). 0: no cap.
+    max_auto_replies_per_day: int = Field(40, ge=0)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, values: list[str]) -> list[str]:
+        cleaned = []
+        for value in values:
+            value = value.strip().rstrip("/").lower()
+            if not re.fullmatch(r"https?://[a-z0-9.\-\[\]:]+", value):
+                raise ValueError(f"{value!r} is not an origin: write scheme://host[:port] with no path, "
+                                 "e.g. https://shop.example.com")
+            cleaned.append(value)
+        return cleaned
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            from opening_hours import OpeningHours  # a Rust parser: loaded only when hours are set
+            try:
+                OpeningHours(value)
+            except Exception as exc:
+                raise ValueError(f"{value!r} is not in opening_hours syntax (e.g. \"Mo-Fr 09:00-17:00\"): {exc}")
         return value
 
 
@@ -334,6 +380,7 @@ class Settings(BaseSettings):
     signals: SignalSettings = SignalSettings()
     web: WebSettings = WebSettings()
     twilio: TwilioSettings = TwilioSettings()
+    chat: ChatSettings = ChatSettings()
     orders: OrderSettings = OrderSettings()
     approvals: ApprovalSettings = ApprovalSettings()
     digest: DigestSettings = DigestSettings()
@@ -377,6 +424,12 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.store.timezone)
+
+    def daily_caps(self, channel: str) -> tuple[int, int]:
+        """Automatic replies a day to one thread, and to one recipient, on ``channel`` (0: no cap)."""
+        if channel == "chat":
+            return self.chat.max_auto_replies_per_day, self.chat.max_auto_replies_per_day
+        return self.email.max_auto_replies_per_thread_per_day, self.email.max_auto_replies_per_sender_per_day
 
     @property
     def owner_address(self) -> str:

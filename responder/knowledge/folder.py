@@ -143,9 +143,11 @@ def markdown_kind(stem: str) -> str:
 
 def _read_file(path: Path, warnings: list[str], skus: dict[str, str]) -> list[Entry]:
     name, lower, suffix = path.name, path.name.lower(), path.suffix.lower()
-    if lower in ("conversations.jsonl", "orders.csv") or (lower.startswith(".catalog-") and lower.endswith(".tmp")):
+    if lower in ("conversations.jsonl", "orders.csv", "shop.html") or \
+            (lower.startswith(".catalog-") and lower.endswith(".tmp")):
         # regression cases, read elsewhere / customers' orders (responder.orders), never knowledge
-        # anyone may retrieve / the catalog feed writing its next file
+        # anyone may retrieve / the sample shop's page with the chat widget (responder.web.chat_api) /
+        # the catalog feed writing its next file
         return []
     if name.startswith("."):
         warnings.append(f"{name}: hidden file, ignored")

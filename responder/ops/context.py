@@ -10,6 +10,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from channels.chat.hub import Hub
 from responder.core.db import Database, ensure_writable
 from responder.core.locks import job_lock
 from responder.core.settings import Settings
@@ -27,6 +28,7 @@ class Context:
     retriever: Knowledge | None
     orders: Lookup | None = None   # the shop's order data ([orders]), None when not connected
     stopping: threading.Event = field(default_factory=threading.Event)
+    chat_hub: Hub = field(default_factory=Hub)  # wakes the chat panels' long polls (channels.chat.hub)
 
 
 def build_context(settings: Settings, *, drafter=None, knowledge_dir: Path | None = None, migrate: bool = True,

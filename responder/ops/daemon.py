@@ -156,6 +156,7 @@ class Daemon:
         # Texts have their own worker, so an SMTP outage never holds up an SMS (and vice versa).
         self.texts = Worker("texts", lambda: sending.send_outbox(ctx, "texts", SEND_BATCH),
                             batch=SEND_BATCH)
+        self.chat = Worker("chat", lambda: sending.send_outbox(ctx, "chat", SEND_BATCH), batch=SEND_BATCH)
         self.warmed: asyncio.Event | None = None
         self.process = Worker("process", self._process, on_work=self.kick_outbox, batch=PROCESS_BATCH)
         # One lock per mailbox: two daemons polling it at once would fetch the same mail twice.
@@ -189,6 +190,7 @@ class Daemon:
         return await asyncio.to_thread(jobs.process_pending, self.ctx, PROCESS_BATCH)
 
     def kick_outbox(self) -> None:
+        self.chat.kick()
         self.send.kick()
         self.texts.kick()
 
@@ -224,7 +226,7 @@ class Daemon:
         self.describe()
         scheduler = AsyncIOScheduler(timezone=timezone.utc)
         now = datetime.now(timezone.utc)
-        workers = [w for w in (self.poll, self.process, self.send, self.texts, self.knowledge, self.catalog,
+        workers = [w for w in (self.poll, self.process, self.send, self.texts, self.chat, self.knowledge, self.catalog,
                                self.digest, self.reminders, self.twilio_poll, self.retention) if w]
         if self.poll:
             scheduler.add_job(self.poll.tick, "interval", seconds=self.ctx.settings.email.poll_interval_s,
@@ -236,6 +238,7 @@ class Daemon:
         scheduler.add_job(self.process.tick, "interval", seconds=5, next_run_time=now, id="process")
         scheduler.add_job(self.send.tick, "interval", seconds=10, next_run_time=now, id="send")
         scheduler.add_job(self.texts.tick, "interval", seconds=10, next_run_time=now, id="texts")
+        scheduler.add_job(self.chat.tick, "interval", seconds=10, next_run_time=now, id="chat")
         if self.twilio_poll:
             scheduler.add_job(self.twilio_poll.tick, "interval", seconds=self.ctx.settings.twilio.poll_interval_s,
                               next_run_time=now, id="twilio-poll")

@@ -37,6 +37,7 @@ from responder.core.models import (
     Draft,
     DraftEvent,
     Feedback,
+    ChatSession,
     Identity,
     Lesson,
     Message,
@@ -61,6 +62,8 @@ TABLES = {
     "ownersetting": "the owner's password hash: no customer data",
     "alert": "a quoted message mentioning them is replaced by a note; erased after the retention period",
     "ordercheck": "erased with the message, and every order check from their addresses or numbers",
+    "chatsession": "erased with their chat identity (the widget's token stops working), and after "
+                   "[privacy] retention_days idle",
 }
 UNSENT = (OutboxStatus.QUEUED, OutboxStatus.RETRY)
 FORGOTTEN = "[forgotten]"
@@ -180,12 +183,14 @@ def _erase_customers(session: Session, erased: Erased, customer_ids: set, *, kee
         if emails:  # others' requests to link their address are about them too
             links |= {x for x in session.exec(select(CustomerLink.id).where(col(CustomerLink.email).in_(emails)))}
         checks = _ids(session, OrderCheck.id, OrderCheck.sender, {i.value for i in identities})
+        chats = _ids(session, ChatSession.id, ChatSession.sender, {i.value for i in identities if i.kind == "chat"})
         erased.counts.update({"identities": len(identities) - len(kept), "link requests": len(links),
-                              "customers": 0 if kept else 1, "order checks": len(checks)})
+                              "customers": 0 if kept else 1, "order checks": len(checks), "chat sessions": len(chats)})
         if dry_run:
             continue
         _delete(session, CustomerLink, CustomerLink.id, links)
         _delete(session, OrderCheck, OrderCheck.id, checks)
+        _delete(session, ChatSession, ChatSession.id, chats)
         _delete(session, Identity, Identity.id, {i.id for i in identities if i not in kept})
         if kept:  # an opted-out number stays, so STOP is still honoured when they text again
             session.get(Customer, customer_id).name = ""

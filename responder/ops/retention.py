@@ -11,11 +11,12 @@ import logging
 from datetime import timedelta
 
 from sqlalchemy import delete, exists, or_
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from responder.core.clock import utcnow
 from responder.core.models import (
     Alert,
+    ChatSession,
     Digest,
     Draft,
     DraftStatus,
@@ -76,6 +77,9 @@ def purge_expired(ctx: Context) -> int:
         _delete(session, Digest, Digest.outbox_id, old)
         erased.counts["owner mails"] += _delete(session, Outbox, Outbox.id, old)
         erased.counts["order checks"] += session.exec(delete(OrderCheck).where(OrderCheck.at < cutoff)).rowcount
+        # Chat visitors gone quiet (their conversations went above, or they never wrote).
+        erased.counts["chat sessions"] += session.exec(delete(ChatSession).where(
+            func.coalesce(ChatSession.last_seen_at, ChatSession.created_at) < cutoff)).rowcount
         erased.counts["alerts"] += session.exec(delete(Alert).where(
             Alert.created_at < cutoff, or_(col(Alert.until).is_(None), Alert.until < cutoff))).rowcount
     if any(erased.counts.values()):

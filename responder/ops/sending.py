@@ -1,7 +1,7 @@
 """The send job: every outbox row, email or text, goes out through here and one ``Channel``.
 
-Runs in the daemon's send workers (one for email, one for texts, so an SMTP outage never holds up
-an SMS) as ``send_outbox(ctx, carrier)``. For each due row of the carrier's channels:
+Runs in the daemon's send workers (one for email, one for texts, one for the site chat, so an SMTP
+outage never holds up an SMS) as ``send_outbox(ctx, carrier)``. For each due row of the carrier's channels:
 
 1. claim it alone, under a lease (``outbox.claim_next``: at most once), and in the same
    transaction gather the facts the channel's rules read (opt-out, WhatsApp window, limits);
@@ -35,6 +35,7 @@ from responder.core.errors import (
 )
 from responder.core.models import (
     CUSTOMER_KINDS,
+    ChatSession,
     Draft,
     DraftEvent,
     DraftStatus,
@@ -53,7 +54,8 @@ from responder.send.registry import CARRIERS, TEXTS
 from responder.understand import customers
 
 log = logging.getLogger("deskhand.send")
-WHAT = {"email": "replies", "texts": "texts"}  # in the log: "cannot send replies now: ..."
+WHAT = {"email": "replies", "texts": "texts", "chat": "chat replies"}  # in the log: "cannot send replies now: ..."
+PRESENT = timedelta(seconds=60)  # a chat panel that asked for news this recently is open
 
 
 async def send_outbox(ctx: Context, carrier: str = "email", limit: int = 200) -> int:
@@ -140,14 +142,23 @@ def gather_facts(session: Session, settings: Settings, row: Outbox) -> SendFacts
                      if capped and row.thread_id is not None else 0,
                      sender_sent_today=outbox.automatic_gone_out_since(
                          session=session, since=since, recipient=row.recipient, excluding=row.id) if capped else 0,
-                     thread_cap=settings.email.max_auto_replies_per_thread_per_day,
-                     sender_cap=settings.email.max_auto_replies_per_sender_per_day,
+                     thread_cap=settings.daily_caps(row.channel)[0], sender_cap=settings.daily_caps(row.channel)[1],
                      wrote_since=wrote_since(session, row) if not row.automatic and row.kind == OutboxKind.REPLY else 0,
                      opted_out=texted and customers.is_opted_out(session, number),
                      last_inbound_at=last_whatsapp_from(session, number) if row.channel == "whatsapp" else None,
                      now=utcnow(), max_segments=settings.tone.sms_max_segments,
                      template_sid=settings.twilio.whatsapp_template_sid.strip(),
-                     templated=bool((row.extra or {}).get("template")))
+                     templated=bool((row.extra or {}).get("template")),
+                     **(chat_facts(session, row.recipient) if row.channel == "chat" else {}))
+
+
+def chat_facts(session: Session, sender: str) -> dict:
+    """Whether the visitor's panel is open now, and the address they left for answers by mail."""
+    visitor = session.exec(select(ChatSession).where(ChatSession.sender == sender)).first()
+    if visitor is None:  # erased meanwhile: nowhere to deliver but the stored conversation
+        return {}
+    seen = as_utc(visitor.last_seen_at) if visitor.last_seen_at else None
+    return {"present": seen is not None and utcnow() - seen < PRESENT, "visitor_email": visitor.email}
 
 
 def wrote_since(session: Session, row: Outbox) -> int:
@@ -219,6 +230,8 @@ def _record_result(ctx: Context, item: Outbound, *, receipt: Receipt | None, err
         following = _claim(session, ctx.settings, claim_next) if claim_next and not ctx.stopping.is_set() else None
     if error is not None:
         log.warning("%s %s %s to %s: %s (%s)", item.channel, item.kind, item.outbox_id, item.recipient, status, error)
+    elif item.channel == "chat":  # committed: the visitor's open panel shows it now
+        ctx.chat_hub.notify(item.recipient)
     return following
 
 

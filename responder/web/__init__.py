@@ -23,6 +23,7 @@ from responder.core.models import Draft, Message, Outbox
 from responder.ops.context import Context
 from responder.web import (
     auth,
+    chat_api,
     customer_pages,
     dashboard,
     lesson_pages,
@@ -111,4 +112,5 @@ def create_app(ctx: Context, on_outbox: Callable[[], None] | None = None,
     for module in (auth, owner_pages, thread_pages, customer_pages, lesson_pages, dashboard, tryit, link_pages,
                    twilio_hooks):  # twilio_hooks: Twilio's webhooks (signed, no login)
         app.include_router(module.router)
+    chat_api.install(app, app.state.deskhand)  # the site chat: widget, API (its own CORS), /shop
     return app
