@@ -38,6 +38,7 @@ from responder.ops.context import Context, build_context
 from responder.ops.jobs import process_pending
 from responder.ops.privacy import forget_customer
 from responder.owner import metrics
+from responder.owner.report import format_channels
 from responder.web import chat_api, create_app
 
 SHOP = "http://shop.test:8000"
@@ -208,6 +209,7 @@ def test_thumbs_are_recorded_once_per_answer_and_counted_for_the_owner(chat):
         counted = metrics.compute(session, start=start, end=datetime(2100, 1, 1, tzinfo=timezone.utc),
                                   settings=chat.ctx.settings)
         assert (counted.thumbs_up, counted.thumbs_down) == (0, 1) and counted.messages_in == 1
+        assert counted.by_channel == {"chat": 1} and format_channels(counted.by_channel) == "1 site chat"
 
 
 def test_talk_to_a_person_hands_off_and_offers_the_email_form(chat):

@@ -5,8 +5,9 @@ Runs in the send job's chat worker (``responder.send.registry``), after the shar
 recorded sent: the panel's long poll shows it (``hub`` wakes it in this process; others see it
 on their next read). ``facts.present`` says whether the panel asked for news in the last minute.
 When it didn't and the visitor left an email address, the reply is also mailed there, through
-the mail channel the registry hands in (this module knows no SMTP); with no address it waits
-in the conversation for the visitor's return. Nothing here touches the database.
+the mail channel the registry hands in (this module knows no SMTP); with no address, or for a
+holding reply ("I've passed this to …", no answer yet), it waits in the conversation for the
+visitor's return. Nothing here touches the database.
 """
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import dataclasses
 
 from channels.base import Channel, Outbound, Receipt
 from responder.core.errors import PermanentError
-from responder.core.models import CUSTOMER_KINDS
+from responder.core.models import CUSTOMER_KINDS, OutboxKind
 
-ANSWER_BY_MAIL = ("{text}\n\n-- \nThis answers what you asked in the chat on {shop}'s website. "
+ANSWER_BY_MAIL = ("{text}\n\n-- \nAbout what you asked in the chat on {shop}'s website. "
                   "Reply to this email if there's anything else.")
 
 
@@ -34,8 +35,9 @@ class ChatSender(Channel):
         if facts is not None and facts.present:
             return Receipt(provider_id=f"chat:{outbound.outbox_id}", detail="shown in the visitor's open chat")
         email = facts.visitor_email if facts is not None else ""
-        if not email or self.mailer is None:
-            why = "no email address left" if not email else "sending email is off"
+        if not email or self.mailer is None or outbound.kind == OutboxKind.HOLDING:
+            why = "no email address left" if not email else "sending email is off" if self.mailer is None \
+                else "a holding reply is not worth an email"
             return Receipt(provider_id=f"chat:{outbound.outbox_id}",
                            detail=f"kept in the chat for the visitor's return (panel closed, {why})")
         mail = dataclasses.replace(outbound, recipient=email, channel="email", facts=None,

@@ -59,9 +59,13 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower() if parts.scheme and parts.netloc else ""
 
 
-def check_origin(origin: str | None, allowed: set[str]) -> str:
-    """The request's origin when allowed; ``Refused(403)`` otherwise (a missing header too)."""
+def check_origin(origin: str | None, allowed: set[str], *, fetch_site: str | None = None, own: str = "") -> str:
+    """The request's origin when allowed; ``Refused(403)`` otherwise (a missing header too, except
+    for a same-origin GET, which browsers send without Origin but with ``Sec-Fetch-Site:
+    same-origin``: a page of the daemon's own, such as /shop)."""
     value = (origin or "").strip().lower()
+    if not value and (fetch_site or "").strip().lower() == "same-origin" and own:
+        return own
     if not value or value == "null":
         raise Refused(403, "This chat works only on the shop's own pages.")
     if value not in allowed:
@@ -85,14 +89,14 @@ def client_id(value) -> str | None:
     """The widget's id for a message (a retry carries the same one); None when absent."""
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or not CLIENT_ID.match(value):
+    if not isinstance(value, str) or not CLIENT_ID.fullmatch(value):
         raise Refused(400, "The message id is not valid.")
     return value
 
 
 def email_address(value) -> str:
     value = value.strip() if isinstance(value, str) else ""
-    if not EMAIL.match(value):
+    if not EMAIL.fullmatch(value):
         raise Refused(400, "That doesn't look like an email address.")
     return value.lower()
 

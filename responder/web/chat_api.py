@@ -132,7 +132,8 @@ def chat_app(st: WebState) -> FastAPI:
 
     def origin(request: Request) -> str:
         own = origin_of(str(request.base_url))
-        return check_origin(request.headers.get("origin"), chat_state.allowed_origins(ctx.settings, own))
+        return check_origin(request.headers.get("origin"), chat_state.allowed_origins(ctx.settings, own),
+                            fetch_site=request.headers.get("sec-fetch-site"), own=own)
 
     async def visitor(request: Request) -> chat_state.Visitor:
         origin(request)
