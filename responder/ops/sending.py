@@ -47,7 +47,7 @@ from responder.core.models import (
 from responder.core.settings import Settings
 from responder.core.text import normalize_phone
 from responder.ops.context import Context
-from responder.owner.approvals import HELD
+from responder.owner.approvals import HELD, linking_message
 from responder.owner.owner_mail import notify_held
 from responder.send import outbox
 from responder.send.registry import CARRIERS, TEXTS
@@ -163,12 +163,12 @@ def chat_facts(session: Session, sender: str) -> dict:
 
 def wrote_since(session: Session, row: Outbox) -> int:
     """Customer messages in the row's thread stored after the row was queued (a burst's messages
-    are answered together with it, so they don't count)."""
+    are answered together with it, and "my email is …" with its code asks nothing: they don't count)."""
     if row.thread_id is None:
         return 0
     return session.exec(select(func.count()).select_from(Message).where(
         Message.thread_id == row.thread_id, Message.direction == "in", Message.burst == False,  # noqa: E712
-        Message.received_at > row.created_at)).one()
+        Message.received_at > row.created_at, ~linking_message(Message.id))).one()
 
 
 def last_whatsapp_from(session: Session, number: str) -> datetime | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import exists
 from sqlmodel import Session, col, select
 
 from responder.core.clock import utcnow
@@ -28,6 +29,7 @@ from responder.core.models import (
 )
 from responder.core.settings import Settings
 from responder.decide.greeting import checked_greeting_name
+from responder.decide.linking import LINK_BACKEND
 from responder.owner.lessons import propose
 from responder.send import reply
 
@@ -61,18 +63,25 @@ def get(session: Session, draft_id: int) -> Draft:
     return draft
 
 
+def linking_message(message_id):
+    """SQL: the message was about linking the customer's email (``decide.linking``), nothing else."""
+    return exists().where(Draft.message_id == message_id, Draft.backend == LINK_BACKEND)
+
+
 def by_token(session: Session, token: str) -> Draft | None:
     return session.exec(select(Draft).where(Draft.token == token)).first() if token else None
 
 
 def newer_messages(session: Session, draft: Draft) -> list[Message]:
-    """Customer messages in the draft's thread that arrived after the one it answers."""
+    """Customer messages in the draft's thread that arrived after the one it answers (not a burst's,
+    answered together with it, nor "my email is …" and its code: they change nothing asked)."""
     if draft.thread_id is None:
         return []
     later = session.exec(select(Message).where(Message.thread_id == draft.thread_id, Message.direction == "in",
-                                               Message.id > draft.message_id)
+                                               Message.id > draft.message_id, Message.burst == False,  # noqa: E712
+                                               ~linking_message(Message.id))
                          .order_by(col(Message.id))).all()
-    return [m for m in later if not m.burst]  # a burst's messages were answered together with it
+    return list(later)
 
 
 def events(session: Session, draft_id: int) -> list[DraftEvent]:

@@ -123,7 +123,7 @@ def _subject(today: date, held: list[Draft], failed: list[dict], quiet: bool, to
 
 
 def _numbers(m) -> list[tuple[str, str]]:
-    return [("Messages in", str(m.messages_in)), ("Answered automatically", str(m.auto_replies)),
+    return [("Messages in", str(m.messages_in)), ("By channel", report.format_channels(m.by_channel)), ("Answered automatically", str(m.auto_replies)),
             ("Held for approval", str(m.held)), ("Handed off to you", str(m.handoffs)),
             ("Order questions", f"{m.order_questions} ({m.order_auto} answered automatically, {m.order_held} held)"),
             ("Median first response", report.format_duration(m.first_response_median_s)),

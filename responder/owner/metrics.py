@@ -11,7 +11,8 @@ counter that could drift from the rows. Which rows belong to a window:
 
 Definitions, in the words the owner reads:
 - messages in: inbound rows of any channel, except the owner's own mail (replies to
-  notifications); robot mail: of those, ignored as automated (``routing.is_automated``).
+  notifications), also counted per channel (email, sms, whatsapp, chat); robot mail: of those,
+  ignored as automated (``routing.is_automated``).
 - needing a reply: routed auto | review | handoff (acknowledgements, robot mail and burst messages
   folded into another one are not).
 - first response: from the message's arrival to the first reply (outbox kind "reply"; the holding
@@ -98,6 +99,7 @@ class Metrics:
     order_held: int = 0
     order_share: float | None = None        # of the messages needing a reply
     order_auto_rate: float | None = None    # of the order questions
+    by_channel: dict[str, int] = field(default_factory=dict)  # messages in per channel, most first
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -135,6 +137,7 @@ class _Tally:
     completion_tokens: int = 0
     cost: float = 0.0
     orders: Counter = field(default_factory=Counter)   # route -> order questions
+    channels: Counter = field(default_factory=Counter)  # channel -> messages in
 
     def rate(self, route: str) -> float | None:
         return _share(self.routes[route], sum(self.routes[r] for r in NEEDING))
@@ -189,7 +192,7 @@ def yesterday(settings: Settings, now: datetime | None = None) -> date:
 
 def _inbound(session: Session, start: datetime, end: datetime, settings: Settings) -> list:
     rows = session.exec(
-        select(Message.thread_id, Message.sender, Message.received_at, Draft.route, Draft.reasons,
+        select(Message.thread_id, Message.channel, Message.sender, Message.received_at, Draft.route, Draft.reasons,
                Draft.llm_prompt_tokens, Draft.llm_completion_tokens, Draft.llm_cost, Draft.signals, Draft.backend)
         .select_from(Message).outerjoin(Draft, col(Draft.message_id) == col(Message.id))
         .where(Message.direction == "in", Message.received_at >= start, Message.received_at < end)
@@ -216,6 +219,7 @@ def _votes(session: Session, start: datetime, end: datetime) -> list:
 
 def _add(tally: _Tally, row, replies: dict) -> None:
     tally.messages_in += 1
+    tally.channels[row.channel] += 1
     if row.route is None:
         return  # not processed yet: counted as in, nothing else known
     reasons = row.reasons or []
@@ -279,6 +283,7 @@ def compute(session: Session, *, start: datetime, end: datetime, settings: Setti
     auto_s, human_s = tally.responses[True], tally.responses[False]
     return Metrics(
         start=start, end=end, messages_in=tally.messages_in, robot_mail=tally.robot_mail,
+        by_channel=dict(tally.channels.most_common()),
         needing_reply=needing, auto_replies=tally.routes[Route.AUTO], held=tally.routes[Route.REVIEW],
         handoffs=tally.routes[Route.HANDOFF], auto_rate=tally.rate(Route.AUTO),
         handoff_rate=tally.rate(Route.HANDOFF), handoffs_by_reason=dict(tally.by_reason.most_common()),

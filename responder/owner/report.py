@@ -30,11 +30,20 @@ def format_money(usd: float) -> str:
     return f"${usd:.4f}" if 0 < usd < 0.005 else f"${usd:,.2f}"
 
 
+CHANNEL_NAMES = {"email": "email", "sms": "SMS", "whatsapp": "WhatsApp", "chat": "site chat"}
+
+
+def format_channels(by_channel: dict[str, int]) -> str:
+    """"12 email · 5 site chat · 2 SMS" (the busiest first)."""
+    return " · ".join(f"{n} {CHANNEL_NAMES.get(c, c)}" for c, n in by_channel.items()) or "–"
+
+
 def format_table(m: Metrics, settings: Settings, questions: list[tuple[str, int]] = ()) -> str:
     """The human output of ``run.py stats``: one short line per figure."""
     tz, when = settings.tz, "%Y-%m-%d %H:%M"
     rows = [
         ("Messages in", f"{m.messages_in}" + (f"  ({m.robot_mail} robot mail, not answered)" if m.robot_mail else "")),
+        ("  by channel", format_channels(m.by_channel)),
         ("Needing a reply", f"{m.needing_reply}"),
         ("  answered automatically", f"{m.auto_replies}  {format_percent(m.auto_rate)}"),
         ("  held for review", f"{m.held}  {format_percent(_share(m.held, m.needing_reply))}"),

@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from responder.core.clock import utcnow
 from responder.owner import charts, metrics
+from responder.owner.report import format_channels
 from responder.web.auth import require_owner
 from responder.web.pages import Formatter, WebState, page
 
@@ -26,6 +27,7 @@ def _percent(values: list[float | None]) -> list[float | None]:
 def headline(m, fmt: Formatter) -> list[tuple[str, str, str]]:
     """(label, value, detail) for the numbers above the charts."""
     return [
+        ("Messages in", str(m.messages_in), format_channels(m.by_channel)),
         ("Answered automatically", fmt.pct(m.auto_rate), f"{m.auto_replies} of {m.needing_reply} needing a reply"),
         ("Handed to you", fmt.pct(m.handoff_rate), f"{m.handoffs} handed over, {m.held} held for review"),
         ("Order questions", fmt.pct(m.order_share),
