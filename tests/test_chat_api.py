@@ -38,6 +38,7 @@ from responder.ops.context import Context, build_context
 from responder.ops.jobs import process_pending
 from responder.ops.privacy import forget_customer
 from responder.owner import metrics
+from responder.owner.approvals import newer_messages
 from responder.owner.report import format_channels
 from responder.web import chat_api, create_app
 
@@ -344,3 +345,43 @@ def test_a_reply_wakes_the_open_long_poll_at_once(chat, monkeypatch):
         answer_all(chat.ctx)
         waiting.join(timeout=30)
     assert shop_items(got["answer"]) and got["took"] < 15, got
+
+
+def test_the_conversation_remembers_the_product(chat):
+    visitor = Visitor(chat)
+    clock.freeze(clock.now())
+    visitor.say("I'm looking at the Amber Noir candle.")
+    answer_all(chat.ctx)
+    clock.advance(seconds=30)
+    visitor.say("How long does it burn?")
+    answer_all(chat.ctx)
+    assert "45 hours" in shop_items(visitor.read())[-1]["text"]
+
+
+def test_outside_the_shops_hours_the_chat_says_when_a_person_will_reply(chat):
+    settings = chat.ctx.settings.model_copy(update={"chat": chat.ctx.settings.chat.model_copy(
+        update={"hours": "Mo-Fr 09:00-17:00"})})
+    ctx = Context(settings=settings, db=chat.ctx.db, drafter=chat.ctx.drafter, retriever=chat.ctx.retriever)
+    client = TestClient(create_app(ctx), base_url="http://127.0.0.1:8025")
+    clock.freeze(datetime(2026, 12, 5, 15, tzinfo=timezone.utc))  # a Saturday (the test shop is on UTC)
+    assert client.get("/chat/api/config", headers={"Origin": SHOP}).json()["hours_note"] == \
+        "We're closed now; a person will reply from 9:00 on Monday."
+    visitor = Visitor(SimpleNamespace(client=client))
+    assert visitor.read()["hours_note"].startswith("We're closed now")
+    clock.freeze(datetime(2026, 12, 7, 10, tzinfo=timezone.utc))  # Monday morning
+    assert visitor.read()["hours_note"] == ""
+
+
+def test_leaving_an_email_is_not_writing_again_after_a_held_draft(chat):
+    visitor = Visitor(chat)
+    visitor.say("Do you ship live goldfish to Antarctica by drone?")
+    answer_all(chat.ctx)
+    chat.client.post("/chat/api/email", headers=visitor.headers, json={"email": "jo@customer.test"})
+    answer_all(chat.ctx)
+    with chat.ctx.db.read() as session:
+        held = session.exec(select(Draft).where(Draft.route.in_(["review", "handoff"]))).one()
+        assert newer_messages(session, held) == []
+    visitor.say("Hello? Anyone there?")
+    answer_all(chat.ctx)
+    with chat.ctx.db.read() as session:
+        assert [m.text for m in newer_messages(session, held)] == ["Hello? Anyone there?"]

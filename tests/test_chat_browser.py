@@ -318,3 +318,26 @@ def test_the_owners_reply_reaches_the_open_panel_and_the_mailbox_once_closed(sho
     me.open()
     assert me.shop_says(5)[-1] == "We take cards and PayPal, not cheques."  # and in the chat on return
     owner.context.close()
+
+
+def test_usable_by_keyboard_and_on_a_phone(shop, shopper):
+    me = shopper()
+    page = me.page
+    launcher = me.part(".launcher")
+    assert launcher.get_attribute("aria-label") and launcher.evaluate("e => e.tagName") == "BUTTON"
+    launcher.focus()
+    page.keyboard.press("Enter")  # a real button: Enter opens it
+    me.part("textarea").wait_for()
+    active = "() => document.querySelector('#deskhand-chat').shadowRoot.activeElement"
+    assert page.evaluate(f"({active})().tagName") == "TEXTAREA"  # the focus moves into the panel
+    for button in me.part(".panel button").all():  # every button has a name a screen reader reads
+        assert (button.get_attribute("aria-label") or button.inner_text()).strip()
+    assert me.part("textarea").evaluate("e => e.labels.length") == 1
+    box, screen = me.part(".panel").bounding_box(), page.viewport_size
+    assert box["width"] >= screen["width"] - 2 and box["height"] >= screen["height"] * 0.9  # fills the phone
+    page.keyboard.type("How much is shipping to Texas?")
+    page.keyboard.press("Enter")
+    assert "$7" in me.shop_says(1)[0]
+    page.keyboard.press("Escape")  # closes, and the focus goes back to the launcher
+    assert me.part(".panel").is_hidden() and launcher.get_attribute("aria-expanded") == "false"
+    assert page.evaluate(f"({active})().className").startswith("launcher")
