@@ -310,6 +310,12 @@ class Daemon:
         if s.web.port:
             log.info("web pages on http://%s:%d/ (write as a customer on /try: nothing is sent)",
                      s.web.host, s.web.port)
+        if s.chat.enabled and s.web.port:
+            where = s.web.public_url or f"http://{s.web.host}:{s.web.port}"
+            log.info("site chat: paste <script src=\"%s/chat/widget.js\" defer></script> on your site's pages; "
+                     "%s (the sample shop's page with it: %s/shop)", where,
+                     f"allowed sites: {', '.join(s.chat.allowed_origins)}" if s.chat.allowed_origins
+                     else "no site allowed yet: set [chat] allowed_origins", where)
         if not s.owner_address:
             log.info("no digest: set [digest] to (your address) for the daily digest and approval by email")
         if self.ctx.db.is_postgres:
