@@ -4,8 +4,8 @@ Runs inside the message's transaction, after routing (``responder.pipeline.proce
 calls ``store_outcome`` with its ``Work`` record). The draft row carries every reason: the
 route's, the drafter's, the greeting's and the order step's summaries. An automatic reply is
 queued with its thumbs up / down links; a handoff (and, in a chat, any held draft) notifies the
-owner and, once a day per thread (in a chat: once since the last answer) and within the caps,
-sends the customer an honest holding reply (``templates/replies/holding.txt.j2``).
+owner and, once a day per thread (in a chat: every time, the visitor is watching) and within
+the caps, sends the customer an honest holding reply (``templates/replies/holding.txt.j2``).
 """
 from __future__ import annotations
 
@@ -96,15 +96,14 @@ def record_usage(draft: Draft, result, settings: Settings) -> None:
 
 def may_send_holding(work, session: Session, settings: Settings) -> bool:
     since = utcnow() - timedelta(days=1)
-    if work.channel in LIVE:  # once since the last answer: a chat goes on after the owner replied
-        last = session.exec(select(Outbox.kind).where(
-            Outbox.thread_id == work.thread.id, col(Outbox.kind).in_([OutboxKind.REPLY, OutboxKind.HOLDING]),
-            Outbox.created_at >= since).order_by(col(Outbox.id).desc())).first()
-        already = last == OutboxKind.HOLDING
-    else:
-        already = session.exec(select(func.count()).select_from(Outbox).where(
+    if work.channel in LIVE:
+        # The visitor is watching the panel: each held message is said to be held, even while
+        # automatic replies are paused (a note in the chat costs nothing and ends the "typing").
+        already = False
+    else:  # once a day per thread; none while automatic sending is paused
+        already = work.auto_paused or session.exec(select(func.count()).select_from(Outbox).where(
             Outbox.thread_id == work.thread.id, Outbox.kind == OutboxKind.HOLDING, Outbox.created_at >= since)).one()
-    if already or work.auto_paused:
+    if already:
         return False
     thread_cap, sender_cap = settings.daily_caps(work.channel)  # 0: no cap
     return (not thread_cap or outbox.automatic_sent_since(session=session, since=since,

@@ -385,3 +385,65 @@ def test_leaving_an_email_is_not_writing_again_after_a_held_draft(chat):
     answer_all(chat.ctx)
     with chat.ctx.db.read() as session:
         assert [m.text for m in newer_messages(session, held)] == ["Hello? Anyone there?"]
+
+
+def test_every_held_chat_question_is_said_to_be_held(chat):
+    visitor = Visitor(chat)
+    clock.freeze(clock.now())
+    for question in ("Can I change my order after I placed it?", "Do you ship live goldfish by drone?"):
+        visitor.say(question)
+        answer_all(chat.ctx)
+        clock.advance(seconds=30)
+    view = visitor.read()
+    assert [i["kind"] for i in shop_items(view)] == ["holding", "holding"] and view["typing"] is False
+
+
+def test_many_visitors_asking_the_same_question_is_no_loop(chat):
+    routes = []
+    for _ in range(chat.ctx.settings.routing.loop_threshold + 1):
+        visitor = Visitor(chat)
+        visitor.say("How much is shipping to Texas for one candle?")
+        answer_all(chat.ctx)
+        routes.append(shop_items(visitor.read())[0]["kind"])
+    assert routes == ["reply"] * len(routes)
+
+
+def test_each_routed_message_is_reported_for_the_chat_sender(chat):
+    visitor = Visitor(chat)
+    visitor.say(SHIPPING)
+    seen: list[str] = []
+    assert process_pending(chat.ctx, on_routed=seen.append) == 1 and seen == ["chat"]
+
+
+def test_the_widget_goes_out_gzipped_when_the_browser_takes_it(chat):
+    if not chat_api.WIDGET.exists():
+        pytest.skip("the widget script is not written yet")
+    plain = chat.client.get("/chat/widget.js", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.content == chat_api.WIDGET.read_bytes()
+    packed = chat.client.get("/chat/widget.js", headers={"Accept-Encoding": "gzip, deflate, br"})
+    assert packed.headers["content-encoding"] == "gzip" and packed.headers["vary"] == "Accept-Encoding"
+    assert int(packed.headers["content-length"]) < len(plain.content) / 2
+    assert packed.content == plain.content  # httpx decoded it
+
+
+def test_the_visitors_own_message_wakes_their_open_long_poll(chat, monkeypatch):
+    monkeypatch.setattr(chat_api, "RECHECK_S", 60.0)
+    visitor = Visitor(chat)
+    visitor.read()
+    with serve(chat.app) as base:
+        got: dict = {}
+
+        def poll():
+            started = time.monotonic()
+            answer = httpx.get(f"{base}/chat/api/messages", params={"after": visitor.cursor, "wait": 20},
+                               headers=visitor.headers, timeout=30)
+            got.update(answer=answer.json(), took=time.monotonic() - started)
+
+        waiting = threading.Thread(target=poll)
+        waiting.start()
+        time.sleep(0.5)
+        assert httpx.post(f"{base}/chat/api/messages", headers=visitor.headers,
+                          json={"text": SHIPPING, "client_id": "w1"}).status_code == 202
+        waiting.join(timeout=30)
+    assert got["answer"]["items"][0]["client_id"] == "w1" and got["answer"]["typing"] is True
+    assert got["took"] < 15

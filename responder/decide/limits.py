@@ -108,7 +108,9 @@ def loop_note(session: Session, settings: Settings, message: Message, now: datet
     a spam run). Returns the reason while a pause is on, None otherwise."""
     now = now or utcnow()
     routing = settings.routing
-    message.fingerprint = fingerprint(message.new_text or message.text)
+    # A site chat's visitors asking the same popular question is no loop (each visitor and address
+    # has its own caps, responder/web/chat_api.py): chat messages are not counted, only paused.
+    message.fingerprint = fingerprint(message.new_text or message.text) if message.channel != "chat" else None
     active = session.exec(select(Alert).where(Alert.kind == "loop", col(Alert.until) > now)
                           .order_by(col(Alert.until).desc()).limit(1)).first()
     if active is None and message.fingerprint:

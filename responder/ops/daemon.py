@@ -187,7 +187,13 @@ class Daemon:
         # model loading inside it would hold up every webhook and poll for those seconds.
         await self.warmed.wait()
         await asyncio.to_thread(spool.drain, self.ctx)  # texts kept while the database was away
-        return await asyncio.to_thread(jobs.process_pending, self.ctx, PROCESS_BATCH)
+        return await asyncio.to_thread(jobs.process_pending, self.ctx, PROCESS_BATCH, self.routed)
+
+    def routed(self, channel: str) -> None:
+        """From the process job's thread, after each message: a chat visitor's reply goes out now,
+        not once the whole run (up to PROCESS_BATCH messages) is done."""
+        if channel == "chat" and self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.chat.kick)
 
     def kick_outbox(self) -> None:
         self.chat.kick()

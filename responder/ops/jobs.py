@@ -7,6 +7,7 @@ run it on an interval, a kick (IDLE push, new work) can run it at once, and test
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlmodel import col, select
@@ -158,32 +159,38 @@ def _sync_flags(ctx: Context, box: ImapMailbox) -> None:
 
 # --- process ----------------------------------------------------------------------------------
 
-def process_pending(ctx: Context, limit: int = 100) -> int:
+def process_pending(ctx: Context, limit: int = 100, on_routed: Callable[[str], None] | None = None) -> int:
     """Route stored messages one transaction each; failures are retried, then quarantined.
 
     Messages are taken in batches (``responder.ops.prepare``): a batch's questions are embedded in one
     model call, outside any transaction, and the next batch is prepared on another thread while
-    this one is claimed and routed, message by message."""
+    this one is claimed and routed, message by message. ``on_routed(channel)`` is called after each
+    message's transaction commits (the daemon sends a chat reply at once, not after the whole run)."""
     done = 0
     batch = prepare.upcoming(ctx, min(prepare.BATCH, limit))
     prepare.prepare_batch(ctx, batch)
     while batch and not ctx.stopping.is_set():
         following = prepare.ahead(ctx, batch[-1].id, min(prepare.BATCH, limit - done - len(batch)))
         for _ in batch:
-            if ctx.stopping.is_set() or not _process_next(ctx):
+            channel = None if ctx.stopping.is_set() else _process_next(ctx)
+            if channel is None:
                 return done
             done += 1
+            if on_routed is not None:
+                on_routed(channel)
         batch = following.result()
     return done
 
 
-def _process_next(ctx: Context) -> bool:
-    """Claim the next stored message and route it in its own transaction; False if none is left."""
+def _process_next(ctx: Context) -> str | None:
+    """Claim the next stored message and route it in its own transaction; its channel, or None if
+    none is left."""
     with ctx.db.transaction() as session:
         rows = claim(prepare.due(), session, 1)
         if not rows:
-            return False
+            return None
         message = rows[0]
+        channel = message.channel
         try:
             with session.begin_nested():
                 process_message(session=session, message=message, settings=ctx.settings,
@@ -198,7 +205,7 @@ def _process_next(ctx: Context) -> bool:
             error = f"{type(exc).__name__}: {exc}"
             log.exception("processing message %s failed", message.id)
             _record_failure(session, message, error, ctx.settings.email.max_process_attempts)
-    return True
+    return channel
 
 
 def _record_failure(session, message: Message, error: str, max_attempts: int) -> None:

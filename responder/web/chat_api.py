@@ -15,6 +15,7 @@ moving windows (in memory, per process). ``GET /shop`` shows the widget live on 
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
@@ -56,18 +57,21 @@ SHOP_CSP = ("default-src 'none'; script-src 'self'; connect-src 'self'; style-sr
 
 
 @lru_cache(maxsize=1)
-def widget_file(mtime: float) -> tuple[bytes, str]:
+def widget_file(mtime: float) -> tuple[bytes, bytes, str]:
+    """The script, gzipped once (35 KB -> 11 KB on every shop page view), and its ETag."""
     body = WIDGET.read_bytes()
-    return body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    return body, gzip.compress(body, compresslevel=9, mtime=0), '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
 def widget_response(request: Request) -> Response:
-    body, etag = widget_file(WIDGET.stat().st_mtime)
-    headers = {"ETag": etag, "Cache-Control": "public, max-age=300",
+    body, packed, etag = widget_file(WIDGET.stat().st_mtime)
+    headers = {"ETag": etag, "Cache-Control": "public, max-age=300", "Vary": "Accept-Encoding",
                # a script for other sites' pages: loadable cross-origin (and with crossorigin="anonymous")
                "Cross-Origin-Resource-Policy": "cross-origin", "Access-Control-Allow-Origin": "*"}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
+    if "gzip" in request.headers.get("accept-encoding", "").lower():
+        body, headers["Content-Encoding"] = packed, "gzip"
     return Response(body, media_type="text/javascript; charset=utf-8", headers=headers)
 
 
@@ -182,6 +186,7 @@ def chat_app(st: WebState) -> FastAPI:
         stored = await run_in_threadpool(chat_state.post, ctx, who, text, given)
         if stored.pop("new"):
             kick()
+            ctx.chat_hub.notify(who.sender)  # the visitor's own open polls: their message, and "typing"
         return JSONResponse(stored, status_code=202)
 
     @app.post("/messages")

@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
@@ -49,6 +50,7 @@ class Visitor:
     id: int
     sender: str
     email: str
+    seen_at: datetime | None = None  # when the panel was last marked open
 
 
 @dataclass
@@ -88,7 +90,8 @@ def visitor(ctx: Context, token: str) -> Visitor:
         row = session.exec(select(ChatSession).where(ChatSession.token_hash == token_hash(token))).first()
         if row is None:
             raise Refused(401, "This chat has expired; reload the page to start a new one.")
-        return Visitor(id=row.id, sender=row.sender, email=row.email)
+        return Visitor(id=row.id, sender=row.sender, email=row.email,
+                       seen_at=as_utc(row.last_seen_at) if row.last_seen_at else None)
 
 
 def post(ctx: Context, who: Visitor, text: str, client_id: str | None) -> dict:
@@ -150,8 +153,8 @@ def view(ctx: Context, who: Visitor, cursor: str | None) -> View:
     """What the panel shows after ``cursor``, and the visitor marked present."""
     after_in, after_out, _ = parse_cursor(cursor)
     settings = ctx.settings
-    with ctx.db.transaction() as session:
-        seen(session, who)
+    seen(ctx, who)
+    with ctx.db.read() as session:
         inbound = session.exec(select(Message.id, Message.text, Message.received_at, Message.provider_id)
                                .where(Message.channel == "chat", Message.sender == who.sender,
                                       Message.direction == "in", Message.id > after_in)
@@ -194,11 +197,14 @@ def client_id_of(provider_id: str) -> str | None:
     return None if not given or given.startswith("~") else given
 
 
-def seen(session: Session, who: Visitor) -> None:
-    row = session.get(ChatSession, who.id)
+def seen(ctx: Context, who: Visitor) -> None:
+    """Mark the visitor's panel open; written at most every ``SEEN_EVERY`` (a poll's read stays a
+    read: on SQLite a write waits for the one writer, the process job)."""
     now = utcnow()
-    if row.last_seen_at is None or now - as_utc(row.last_seen_at) >= SEEN_EVERY:
-        row.last_seen_at = now
+    if who.seen_at is not None and now - who.seen_at < SEEN_EVERY:
+        return
+    with ctx.db.transaction() as session:
+        session.exec(update(ChatSession).where(ChatSession.id == who.id).values(last_seen_at=now))
 
 
 def typing(session: Session, sender: str) -> bool:
