@@ -21,7 +21,7 @@ class Hub:
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def notify(self, sender: str) -> None:
-        """Safe from any thread: wake the panels of ``sender`` now waiting in this process."""
+        """Safe from any thread: wake the panels of ``sender`` now listening in this process."""
         with self._lock:
             events = list(self._waiting.get(sender, ()))
         loop = self.loop
@@ -31,17 +31,16 @@ class Hub:
             with contextlib.suppress(RuntimeError):  # the loop stopped meanwhile: nobody is waiting
                 loop.call_soon_threadsafe(event.set)
 
-    async def wait(self, sender: str, timeout: float) -> bool:
-        """True when notified within ``timeout`` seconds, False when the time ran out."""
+    @contextlib.contextmanager
+    def listening(self, sender: str):
+        """Listen for ``sender``'s news from here on; enter it BEFORE reading the database, so a
+        reply sent between the read and the wait still wakes the wait (``Listener.wait``)."""
         self.loop = asyncio.get_running_loop()
         event = asyncio.Event()
         with self._lock:
             self._waiting.setdefault(sender, set()).add(event)
         try:
-            await asyncio.wait_for(event.wait(), timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
+            yield Listener(event)
         finally:
             with self._lock:
                 events = self._waiting.get(sender)
@@ -50,7 +49,26 @@ class Hub:
                     if not events:
                         del self._waiting[sender]
 
+    async def wait(self, sender: str, timeout: float) -> bool:
+        """True when notified within ``timeout`` seconds, False when the time ran out."""
+        with self.listening(sender) as listener:
+            return await listener.wait(timeout)
+
     @property
     def waiting(self) -> int:
         with self._lock:
             return sum(len(events) for events in self._waiting.values())
+
+
+class Listener:
+    def __init__(self, event: asyncio.Event):
+        self.event = event
+
+    async def wait(self, timeout: float) -> bool:
+        """True when notified (since listening began, or within ``timeout`` seconds); clears it."""
+        try:
+            await asyncio.wait_for(self.event.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        self.event.clear()
+        return True

@@ -172,13 +172,14 @@ def chat_app(st: WebState) -> FastAPI:
         limits.take(limits.reads, "read", who.sender, what="requests")
         _, _, saw_typing = chat_state.parse_cursor(after)
         remaining = min(max(wait, 0.0), LONG_POLL_S)
-        while True:
-            view = await run_in_threadpool(chat_state.view, ctx, who, after)
-            if view.items or view.typing != saw_typing or remaining <= 0 or await request.is_disconnected():
-                return view.as_json()
-            step = min(RECHECK_S, remaining)
-            remaining -= step
-            await ctx.chat_hub.wait(who.sender, step)
+        with ctx.chat_hub.listening(who.sender) as news:  # before the first read: no reply slips between
+            while True:
+                view = await run_in_threadpool(chat_state.view, ctx, who, after)
+                if view.items or view.typing != saw_typing or remaining <= 0 or await request.is_disconnected():
+                    return view.as_json()
+                step = min(RECHECK_S, remaining)
+                remaining -= step
+                await news.wait(step)
 
     async def store(request: Request, who: chat_state.Visitor, text: str, given: str | None):
         limits.take(limits.per_visitor, "msg", who.sender, what="messages")
