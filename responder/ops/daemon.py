@@ -189,11 +189,13 @@ class Daemon:
         await asyncio.to_thread(spool.drain, self.ctx)  # texts kept while the database was away
         return await asyncio.to_thread(jobs.process_pending, self.ctx, PROCESS_BATCH, self.routed)
 
-    def routed(self, channel: str) -> None:
+    def routed(self, channel: str, sender: str) -> None:
         """From the process job's thread, after each message: a chat visitor's reply goes out now,
-        not once the whole run (up to PROCESS_BATCH messages) is done."""
+        not once the whole run (up to PROCESS_BATCH messages) is done, and their panel hears that
+        the message was handled (no reply at all ends its "typing" too)."""
         if channel == "chat" and self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.chat.kick)
+            self.ctx.chat_hub.notify(sender)
 
     def kick_outbox(self) -> None:
         self.chat.kick()

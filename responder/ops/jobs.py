@@ -159,7 +159,7 @@ def _sync_flags(ctx: Context, box: ImapMailbox) -> None:
 
 # --- process ----------------------------------------------------------------------------------
 
-def process_pending(ctx: Context, limit: int = 100, on_routed: Callable[[str], None] | None = None) -> int:
+def process_pending(ctx: Context, limit: int = 100, on_routed: Callable[[str, str], None] | None = None) -> int:
     """Route stored messages one transaction each; failures are retried, then quarantined.
 
     Messages are taken in batches (``responder.ops.prepare``): a batch's questions are embedded in one
@@ -172,25 +172,25 @@ def process_pending(ctx: Context, limit: int = 100, on_routed: Callable[[str], N
     while batch and not ctx.stopping.is_set():
         following = prepare.ahead(ctx, batch[-1].id, min(prepare.BATCH, limit - done - len(batch)))
         for _ in batch:
-            channel = None if ctx.stopping.is_set() else _process_next(ctx)
-            if channel is None:
+            routed = None if ctx.stopping.is_set() else _process_next(ctx)
+            if routed is None:
                 return done
             done += 1
             if on_routed is not None:
-                on_routed(channel)
+                on_routed(*routed)
         batch = following.result()
     return done
 
 
-def _process_next(ctx: Context) -> str | None:
-    """Claim the next stored message and route it in its own transaction; its channel, or None if
-    none is left."""
+def _process_next(ctx: Context) -> tuple[str, str] | None:
+    """Claim the next stored message and route it in its own transaction; its (channel, sender), or
+    None if none is left."""
     with ctx.db.transaction() as session:
         rows = claim(prepare.due(), session, 1)
         if not rows:
             return None
         message = rows[0]
-        channel = message.channel
+        routed = (message.channel, message.sender or "")
         try:
             with session.begin_nested():
                 process_message(session=session, message=message, settings=ctx.settings,
@@ -205,7 +205,7 @@ def _process_next(ctx: Context) -> str | None:
             error = f"{type(exc).__name__}: {exc}"
             log.exception("processing message %s failed", message.id)
             _record_failure(session, message, error, ctx.settings.email.max_process_attempts)
-    return channel
+    return routed
 
 
 def _record_failure(session, message: Message, error: str, max_attempts: int) -> None:

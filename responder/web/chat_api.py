@@ -51,7 +51,9 @@ log = logging.getLogger("deskhand.chat")
 WIDGET = Path(__file__).resolve().parents[2] / "channels" / "chat" / "static" / "widget.js"
 MAX_BODY = 64 * 1024
 LONG_POLL_S = 25.0
-RECHECK_S = 5.0  # a reply another daemon sent is seen within this (this process's replies wake it at once)
+# A poll reads the database again after this long without news: what another daemon on the same
+# PostgreSQL did is seen within it (this process's replies and routed messages wake a poll at once).
+RECHECK_S = 12.0
 SHOP_CSP = ("default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'; "
             "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
