@@ -1,11 +1,12 @@
 """Waking the chat panels' long polls when something for their visitor happened in this process.
 
-The send job calls ``notify(sender)`` after it recorded a reply to a chat visitor, the process job
-after it routed their message, the API after it stored one (from any thread); the long poll of that visitor's panel (``responder/web/chat_api.py``) is waiting in
-``wait(sender, timeout)`` on the event loop and reads the database at once. A reply sent by
-another daemon on the same PostgreSQL wakes nobody here: the poll also reads the database every
-12 s on its own (``chat_api.RECHECK_S``), so it is seen then. One asyncio.Event per waiting request, dropped when it
-returns, so 200 open panels hold 200 small objects.
+The send job calls ``notify(sender)`` after it recorded a reply to a chat visitor, the process
+job after it routed their message, the API after it stored one (from any thread). The long poll
+of that visitor's panel (``responder/web/chat_api.py``) listens from before its first read and
+reads the database again at once. A reply sent by another daemon on the same PostgreSQL wakes
+nobody here: the poll also reads the database every 12 s on its own (``chat_api.RECHECK_S``),
+so it is seen then. One asyncio.Event per waiting request, dropped when it returns, so 200 open
+panels hold 200 small objects.
 """
 from __future__ import annotations
 
