@@ -51,8 +51,9 @@ log = logging.getLogger("deskhand.chat")
 WIDGET = Path(__file__).resolve().parents[2] / "channels" / "chat" / "static" / "widget.js"
 MAX_BODY = 64 * 1024
 LONG_POLL_S = 25.0
-# A poll reads the database again after this long without news: what another daemon on the same
-# PostgreSQL did is seen within it (this process's replies and routed messages wake a poll at once).
+# On PostgreSQL a poll reads the database again after this long without news: what another daemon
+# on it did is seen within it (this process's replies and routed messages wake a poll at once). On
+# SQLite there is one daemon, so only a wake-up or the poll's end reads again.
 RECHECK_S = 12.0
 SHOP_CSP = ("default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'; "
             "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -179,7 +180,7 @@ def chat_app(st: WebState) -> FastAPI:
                 view = await run_in_threadpool(chat_state.view, ctx, who, after)
                 if view.items or view.typing != saw_typing or remaining <= 0 or await request.is_disconnected():
                     return view.as_json()
-                step = min(RECHECK_S, remaining)
+                step = min(RECHECK_S, remaining) if ctx.db.is_postgres else remaining
                 remaining -= step
                 await news.wait(step)
 
