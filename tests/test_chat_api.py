@@ -413,8 +413,8 @@ def test_each_routed_message_is_reported_for_the_chat_sender(chat):
     visitor.say(SHIPPING)
     seen: list[str] = []
     assert process_pending(chat.ctx, on_routed=lambda *routed: seen.append(routed)) == 1
-    [(channel, sender)] = seen
-    assert channel == "chat" and sender.startswith("chat:")
+    [(channel, sender, route)] = seen
+    assert channel == "chat" and sender.startswith("chat:") and route == "auto"
 
 
 def test_the_widget_goes_out_gzipped_when_the_browser_takes_it(chat):

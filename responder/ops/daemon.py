@@ -30,6 +30,7 @@ from apscheduler.triggers.cron import CronTrigger
 from channels.email.imap import IMAP_ERRORS, IdleWatcher, ImapMailbox
 from responder.core.db import DatabaseUnavailable
 from responder.core.errors import ConfigError
+from responder.core.models import Route
 from responder.core.locks import job_lock
 from responder.core.settings import WebSettings
 from responder.intake import spool
@@ -189,13 +190,15 @@ class Daemon:
         await asyncio.to_thread(spool.drain, self.ctx)  # texts kept while the database was away
         return await asyncio.to_thread(jobs.process_pending, self.ctx, PROCESS_BATCH, self.routed)
 
-    def routed(self, channel: str, sender: str) -> None:
+    def routed(self, channel: str, sender: str, route: str) -> None:
         """From the process job's thread, after each message: a chat visitor's reply goes out now,
-        not once the whole run (up to PROCESS_BATCH messages) is done, and their panel hears that
-        the message was handled (no reply at all ends its "typing" too)."""
+        not once the whole run (up to PROCESS_BATCH messages) is done. A message that gets no reply
+        at all ("thanks!") tells the panel at once, so its "typing" ends (a reply's send does that
+        otherwise: waking every panel at each routing too cost the replies' tail, bench/chat.py)."""
         if channel == "chat" and self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.chat.kick)
-            self.ctx.chat_hub.notify(sender)
+            if route in (Route.IGNORE, Route.THROTTLED):
+                self.ctx.chat_hub.notify(sender)
 
     def kick_outbox(self) -> None:
         self.chat.kick()

@@ -159,7 +159,7 @@ def _sync_flags(ctx: Context, box: ImapMailbox) -> None:
 
 # --- process ----------------------------------------------------------------------------------
 
-def process_pending(ctx: Context, limit: int = 100, on_routed: Callable[[str, str], None] | None = None) -> int:
+def process_pending(ctx: Context, limit: int = 100, on_routed: Callable[[str, str, str], None] | None = None) -> int:
     """Route stored messages one transaction each; failures are retried, then quarantined.
 
     Messages are taken in batches (``responder.ops.prepare``): a batch's questions are embedded in one
@@ -182,19 +182,20 @@ def process_pending(ctx: Context, limit: int = 100, on_routed: Callable[[str, st
     return done
 
 
-def _process_next(ctx: Context) -> tuple[str, str] | None:
-    """Claim the next stored message and route it in its own transaction; its (channel, sender), or
-    None if none is left."""
+def _process_next(ctx: Context) -> tuple[str, str, str] | None:
+    """Claim the next stored message and route it in its own transaction; its (channel, sender,
+    route), or None if none is left."""
     with ctx.db.transaction() as session:
         rows = claim(prepare.due(), session, 1)
         if not rows:
             return None
         message = rows[0]
-        routed = (message.channel, message.sender or "")
+        routed = (message.channel, message.sender or "", "")
         try:
             with session.begin_nested():
-                process_message(session=session, message=message, settings=ctx.settings,
-                                drafter=ctx.drafter, retriever=ctx.retriever, orders=ctx.orders)
+                draft = process_message(session=session, message=message, settings=ctx.settings,
+                                        drafter=ctx.drafter, retriever=ctx.retriever, orders=ctx.orders)
+            routed = (*routed[:2], draft.route if draft is not None else "")
         except Pending:
             # The shop's order API is slow: nothing of this attempt is kept (a burst it folded stays
             # unfolded); the message steps aside and the lookup's end brings it back.

@@ -19,7 +19,7 @@ import gzip
 import hashlib
 import json
 import logging
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -176,8 +176,10 @@ def chat_app(st: WebState) -> FastAPI:
         _, _, saw_typing = chat_state.parse_cursor(after)
         remaining = min(max(wait, 0.0), LONG_POLL_S)
         with ctx.chat_hub.listening(who.sender) as news:  # before the first read: no reply slips between
+            first = True
             while True:
-                view = await run_in_threadpool(chat_state.view, ctx, who, after)
+                view = await run_in_threadpool(partial(chat_state.view, present=first), ctx, who, after)
+                first = False
                 if view.items or view.typing != saw_typing or remaining <= 0 or await request.is_disconnected():
                     return view.as_json()
                 step = min(RECHECK_S, remaining) if ctx.db.is_postgres else remaining

@@ -149,11 +149,13 @@ def vote(ctx: Context, who: Visitor, rate: str, value: str, comment: str) -> str
             raise Refused(400, str(exc)) from None
 
 
-def view(ctx: Context, who: Visitor, cursor: str | None) -> View:
-    """What the panel shows after ``cursor``, and the visitor marked present."""
+def view(ctx: Context, who: Visitor, cursor: str | None, *, present: bool = True) -> View:
+    """What the panel shows after ``cursor``; ``present``: and the visitor marked present (a long
+    poll's first read does it, not each read after a wake-up)."""
     after_in, after_out, _ = parse_cursor(cursor)
     settings = ctx.settings
-    seen(ctx, who)
+    if present:
+        seen(ctx, who)
     with ctx.db.read() as session:
         inbound = session.exec(select(Message.id, Message.text, Message.received_at, Message.provider_id)
                                .where(Message.channel == "chat", Message.sender == who.sender,
