@@ -18,6 +18,8 @@ pytestmark = pytest.mark.skipif(dovecot_binary() is None and not os.environ.get(
 
 RUNS = {
     "backlog": ["bench/backlog.py", "--messages", "30"],
+    "chat": ["bench/chat.py", "--visitors", "3", "--questions", "1", "--runs", "1", "--sessions", "5",
+             "--pause", "0", "0.1", "--settle", "0.5", "--idle-seconds", "1"],
     "latency": ["bench/latency.py", "--emails", "2", "--texts", "3", "--rate", "20", "--seconds", "1"],
     "memory-start": ["bench/memory.py", "start", "--starts", "1"],
     "memory-soak": ["bench/memory.py", "soak", "--soak-minutes", "0.5", "--sms"],
