@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from responder.cli.owner_cmds import cmd_stats
 from responder.core.clock import clock
@@ -300,12 +301,36 @@ def sample_days(n=14, empty=False) -> list[DayMetrics]:
 
 @pytest.mark.parametrize("days", [sample_days(), sample_days(empty=True), []], ids=["data", "zeros", "none"])
 def test_png_chart_is_a_small_png(days):
-    from matplotlib.image import imread
-
     png = charts.png_chart(days)
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) < 60_000
-    height, width = imread(io.BytesIO(png), format="png").shape[:2]
-    assert (width, height) == (600, 220)
+    with Image.open(io.BytesIO(png)) as image:
+        image.verify()  # checks the chunks' CRCs and that the stream is complete
+    with Image.open(io.BytesIO(png)) as image:
+        assert (image.format, image.size) == ("PNG", (600, 220))
+
+
+def bar_pixels(png: bytes) -> dict[str, int]:
+    """How many pixels of each part's colour the plot area (below the legend) holds."""
+    with Image.open(io.BytesIO(png)) as image:
+        plot = image.convert("RGB").crop((40, 40, 600, 185))
+    counts = {color: n for n, color in plot.getcolors(maxcolors=600 * 220)}
+    return {key: counts.get(tuple(int(color[i:i + 2], 16) for i in (1, 3, 5)), 0)
+            for key, color in charts.COLORS.items()}
+
+
+def test_png_chart_draws_the_bars():
+    days = sample_days()
+    drawn = bar_pixels(charts.png_chart(days))
+    # every part of the stack shows, and in proportion: 6 automatic replies a day against 2 held
+    assert all(n > 300 for n in drawn.values()), drawn
+    assert 2.5 < drawn["auto"] / drawn["held"] < 3.5
+    empty = bar_pixels(charts.png_chart(sample_days(empty=True)))
+    assert empty["auto"] == empty["held"] == empty["handoff"] == 0  # (the pale grey is also an edge of "no data yet")
+
+
+def test_day_labels_name_the_month_when_it_changes():
+    days = [d.day for d in sample_days()]  # Feb 24 .. Mar 9, 2025
+    assert charts.day_labels(days) == ["Feb 24", "25", "26", "27", "28", "Mar 1"] + [str(n) for n in range(2, 10)]
 
 
 @pytest.mark.parametrize("kind", ["line", "bar", "stacked"])
@@ -317,7 +342,7 @@ def test_svg_chart_is_inline_svg_with_a_title(kind):
     root = ET.fromstring(svg)
     ns = "{http://www.w3.org/2000/svg}"
     assert root.tag == f"{ns}svg" and root.find(f"{ns}title").text == "Replies <per day>"
-    assert "<text" in svg  # svg.fonttype none: labels stay text
+    assert "<text" in svg  # labels are text (selectable, scalable), not paths
     assert "no data yet" not in svg
 
 
@@ -328,6 +353,28 @@ def test_svg_chart_without_data_says_so(series):
     assert root.find("{http://www.w3.org/2000/svg}title").text == "Thumbs down"
     assert "no data yet" in svg
     assert "no data yet" in charts.svg_chart("Empty", [], {"x": []})
+
+
+@pytest.mark.parametrize("kind", ["line", "bar", "stacked"])
+def test_svg_chart_escapes_every_text(kind):
+    svg = charts.svg_chart('Spend & "tokens" <USD>', ["<b>Mar 1</b>", "Mar 2 & 3"],
+                           {"<script>alert(1)</script>": [1.0, 2.0], "a & b": [3.0, None]}, kind=kind, unit="$")
+    assert "<b>" not in svg and "<script>" not in svg and "& " not in svg
+    root = ET.fromstring(svg)  # well-formed XML
+    ns = "{http://www.w3.org/2000/svg}"
+    assert root.get("aria-label") == root.find(f"{ns}title").text == 'Spend & "tokens" <USD>'
+    texts = [t.text for t in root.iter(f"{ns}text")]
+    assert {"<b>Mar 1</b>", "Mar 2 & 3", "<script>alert(1)</script>", "a & b"} <= set(texts)
+    assert "<script>alert(1)</script>: latest $2.00 (Mar 2 & 3)" in root.find(f"{ns}desc").text
+
+
+def test_charts_need_no_matplotlib():
+    code = ("import sys, datetime\nfrom responder.owner import charts, metrics\n"
+            "charts.png_chart([metrics.DayMetrics(day=datetime.date(2025, 3, 1), messages_in=3, auto_replies=2)])\n"
+            "charts.svg_chart('t', ['a', 'b'], {'x': [1, 2]})\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'pygal'}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_svg_chart_refuses_an_unknown_kind():

@@ -142,7 +142,7 @@ def setup_logging(level: str = "INFO", settings: Settings | None = None) -> None
     # customer's words, form bodies) or protocol chatter nobody reads.
     for noisy in ("apscheduler", "uvicorn.access", "httpx", "httpcore", "httpx2", "httpcore2", "openai",
                   "imapclient", "aiosmtplib", "mail-parser-reply", "alembic", "python_multipart", "multipart",
-                  "urllib3", "matplotlib", "PIL", "filelock", "asyncio"):
+                  "urllib3", "PIL", "filelock", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -20,8 +20,8 @@ from responder.core.settings import Settings
 
 SESSION_COOKIE = "deskhand_session"
 
-# No scripts at all (the pages are plain forms). Inline styles stay allowed: the layout's CSS is
-# inline and matplotlib's SVG charts style every path with a style attribute.
+# No scripts at all (the pages are plain forms, the charts plain SVG). Inline styles stay allowed:
+# the layout's CSS is one inline <style> element.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
                            "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 HEADERS = [
