@@ -185,9 +185,12 @@ def test_thumbs_up_then_down_with_a_reason(shop, shopper):
     down.click()
     me.part(".why input").fill("I wanted the 12 oz jar")
     me.part(".why button").click()
-    with shop.db.read() as session:
-        wait_until(lambda: any(f.comment == "I wanted the 12 oz jar" for f in session.exec(select(Feedback)).all()),
-                   10, "the vote with its reason")
+
+    def recorded() -> bool:
+        with shop.db.read() as session:  # a new transaction each time: one would keep its first snapshot
+            return any(f.comment == "I wanted the 12 oz jar" for f in session.exec(select(Feedback)).all())
+
+    wait_until(recorded, 10, "the vote with its reason")
 
 
 def test_talk_to_a_person_then_leave_an_email(shop, shopper):
