@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Knowledge speed and size: ingest of the sample shop (cold and unchanged) and query latency
-at 10k and 100k entries, with the real local MiniLM model and LanceDB.
+at 10k and 100k entries, with the real local MiniLM model and the SQLite index.
 
     python bench/knowledge_speed.py [--sizes 10000,100000] [--queries 60] [--json]
 

@@ -168,7 +168,7 @@ def mark(name):
     print(f"{name}\t{time.time():.3f}\t{rss:.0f}", flush=True)
 mark("python start-up")
 import run; mark("run.py's own imports")
-import lancedb; mark("lancedb (and pyarrow)")
+import responder.knowledge.index; mark("the knowledge index (sqlite3, snowballstemmer)")
 import openai; mark("openai")
 import responder.ops.context, responder.ops.daemon, responder.web; mark("the rest of the daemon's imports")
 from responder.understand.language import _load; _load(); mark("language model (py3langid)")

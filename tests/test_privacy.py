@@ -270,7 +270,7 @@ def test_forget_erases_one_customer_everywhere_and_nobody_else(shop):
     assert len(audit) == 1 and json.loads(audit[0])["customer"] == ids["pat"]
     assert not any(t in audit[0].lower() for t in PAT_TRACES)
 
-    # The knowledge index (LanceDB) is built from the knowledge folder alone: no vector or text of Pat's.
+    # The knowledge index (SQLite) is built from the knowledge folder alone: no vector or text of Pat's.
     index_files = [f for f in ctx.retriever.index.path.rglob("*") if f.is_file()]
     assert index_files and not [f for f in index_files if any(t.encode() in f.read_bytes().lower()
                                                                for t in PAT_TRACES)]

@@ -1,15 +1,18 @@
-"""The knowledge index and hybrid retrieval, with the real local MiniLM model and LanceDB."""
+"""The knowledge index and hybrid retrieval, with the real local MiniLM model and the SQLite index file."""
 from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 from helpers import ROOT
 
+from responder.knowledge import fulltext
 from responder.knowledge.embeddings import LocalEmbedder
 from responder.knowledge.index import KnowledgeIndex
 from responder.knowledge.retrieve import Retriever, open_retriever
@@ -113,12 +116,60 @@ def test_refresh_notices_edits_without_being_forced(retriever, shop):
 def test_corrupt_or_missing_index_is_rebuilt(shop, tmp_path, embedder):
     index = KnowledgeIndex(shop, tmp_path / "data", embedder)
     index.sync()
-    for manifest in (index.path / "entries.lance" / "_versions").iterdir():
-        manifest.write_bytes(b"garbage")
-    report = KnowledgeIndex(shop, tmp_path / "data", embedder).sync()
-    assert report.rebuilt and report.added > 0
+    index.close()
+    file = index.path / "index.sqlite"
+    file.write_bytes(b"garbage" * 1000)
+    rebuilt = KnowledgeIndex(shop, tmp_path / "data", embedder)
+    report = rebuilt.sync()
+    assert report.rebuilt and report.added == len(index.entries)
+    rebuilt.close()
+    with open(file, "r+b") as handle:  # a torn file: its header intact, half its pages gone
+        handle.truncate(file.stat().st_size // 2)
+    again = KnowledgeIndex(shop, tmp_path / "data", embedder)
+    assert again.sync().rebuilt and top(Retriever(again), "what does delivery cost", k=1) == \
+        ["faq.md#How much is shipping?"]
     shutil.rmtree(index.path)
     assert KnowledgeIndex(shop, tmp_path / "data", embedder).sync().rebuilt
+
+
+def test_an_index_from_the_lancedb_version_is_replaced(shop, tmp_path, embedder):
+    index = KnowledgeIndex(shop, tmp_path / "data", embedder)
+    (index.path / "entries.lance" / "_versions").mkdir(parents=True)
+    (index.path / "entries.lance" / "_versions" / "1.manifest").write_bytes(b"\x00LANC")
+    (index.path / "meta.json").write_text(json.dumps({"schema": 1, "embedder": embedder.name, "dim": embedder.dim,
+                                                      "folder": str(shop.resolve())}))
+    report = index.sync()
+    assert report.rebuilt and report.added == len(index.entries) > 0
+    assert {p.name for p in index.path.iterdir()} <= {"index.sqlite", "index.sqlite-wal", "index.sqlite-shm"}
+    assert top(Retriever(index), "what does delivery cost", k=1) == ["faq.md#How much is shipping?"]
+
+
+def test_a_full_text_index_damaged_while_running_is_searched_around_then_rebuilt(retriever):
+    index = retriever.index
+    assert index.text_search("how much is shipping", 10)
+    with closing(sqlite3.connect(index.path / "index.sqlite", isolation_level=None)) as db:
+        # The full-text table's pages swapped for another table's, as a bad disk block would.
+        [(other,)] = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'entries'")
+        [(version,)] = db.execute("PRAGMA schema_version")
+        db.execute("PRAGMA writable_schema = ON")
+        db.execute("UPDATE sqlite_master SET rootpage = ? WHERE name = 'postings'", (other,))
+        db.execute(f"PRAGMA schema_version = {version + 1}")
+    assert index.text_search("how much is shipping", 10) == [] and index.damaged
+    assert top(retriever, "what does delivery cost", k=1) == ["faq.md#How much is shipping?"]  # by meaning
+    report = retriever.refresh()  # the folder is unchanged, but the damage is reason enough
+    assert report is not None and report.rebuilt and not index.damaged
+    assert index.text_search("how much is shipping", 10)
+
+
+def test_full_text_terms_are_those_lancedb_indexed():
+    # Accents folded, lowercase, split on anything but letters and digits, English stems, then
+    # NLTK's stop words matched against the stems ("doing" -> "do" goes, "does" -> "doe" stays).
+    assert fulltext.terms("SHIPPING the Café's crème-brûlée candles_to you") == \
+        ["ship", "cafe", "creme", "brule", "candl"]
+    assert fulltext.terms("Straße Ærø Доставка, does doing having") == ["strass", "aero", "доставка", "doe"]
+    assert fulltext.question_terms("How much is shipping? Shipping to Canada") == {"much": 1, "ship": 2, "canada": 1}
+    assert fulltext.question_terms("is it the one you have?") == {"one": 1}
+    assert not fulltext.question_terms("to be or not")
 
 
 def test_empty_folder_gives_no_hits(tmp_path, embedder):

@@ -59,7 +59,7 @@ class KnowledgeSettings(Section):
     # Optional catalog feed: a CSV URL or path copied to <dir>/catalog.csv every catalog_sync_minutes.
     catalog_source: str = ""
     catalog_sync_minutes: float = Field(60.0, gt=0)
-    # Where the LanceDB index lives; empty: <data_dir>/index. Daemons on one machine may share it
+    # Where the knowledge index lives; empty: <data_dir>/index. Daemons on one machine may share it
     # (a file lock serializes rebuilds); each process also keeps the vectors in memory.
     index_dir: Path | None = None
 

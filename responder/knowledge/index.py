@@ -1,26 +1,27 @@
-"""The knowledge index: entries from the folder, embedded once per content hash, in LanceDB.
+"""The knowledge index: entries from the folder, embedded once per content hash, kept in SQLite.
 
-Runs at start-up, on the refresh job (when a file changed) and on ``run.py ingest``. One LanceDB
-table per knowledge folder (``<data_dir>/index/<folder>-<hash>/``) holds every entry with its
-vector and a native full-text index. A sync embeds only entries whose content hash changed
-(simonw/llm's rule) and deletes entries that left the folder, so a removed product stops being
-found at once. The vectors are also kept in memory: at helpdesk scale a flat numpy scan is the
-fastest vector search there is (see bench/RESULTS.md). A missing, corrupt or foreign index
-(another embedding model) is rebuilt from the folder; the folder is the truth.
+Runs at start-up, on the refresh job (when a file changed) and on ``run.py ingest``. One SQLite
+file per knowledge folder (``<data_dir>/index/<folder>-<hash>/index.sqlite``, laid out by
+``responder/knowledge/store.py``) holds every entry with its vector and its terms for full text.
+A sync embeds only entries whose content hash changed (simonw/llm's rule) and deletes entries
+that left the folder, so a removed product stops being found at once. The vectors are also kept
+in memory: at helpdesk scale a flat numpy scan is the fastest vector search there is (see
+bench/RESULTS.md). A missing, corrupt, older-format or foreign index (another embedding model)
+is rebuilt from the folder; the folder is the truth.
 
 Several daemons on one machine share the index folder: a sync holds an exclusive ``flock`` on
 ``<index>.lock`` beside it, so only one process writes at a time and the next one finds the
 entries already embedded (two writers would add the same rows twice, or one would delete the
-folder under the other during a rebuild). The lock goes with the process, a killed one included.
+file under the other during a rebuild). The lock goes with the process, a killed one included.
+Searching needs no lock: the file is in WAL mode, so the others read on while one writes.
 """
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
-import os
 import re
 import shutil
+import sqlite3
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,17 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("LANCEDB_LOG", "error")
-import lancedb  # noqa: E402
-import pyarrow as pa  # noqa: E402
-from lancedb.index import FTS  # noqa: E402
-
-from responder.knowledge.folder import Entry, Knowledge, load_knowledge  # noqa: E402
+from responder.knowledge import fulltext, store
+from responder.knowledge.folder import Entry, Knowledge, load_knowledge
 
 log = logging.getLogger("deskhand.index")
-TABLE = "entries"
-SCHEMA_VERSION = 1
-EMBED_BATCH = 256
+EMBED_BATCH = 256  # entries embedded, then written in one transaction
 
 
 @dataclass
@@ -87,92 +82,89 @@ class KnowledgeIndex:
         self.by_key: dict[str, int] = {}
         self.version = ""
         self.warnings: list[str] = []
-        self.table = None
+        self.damaged = False   # the file failed a search: the next sync rebuilds it
+        # What full-text searches use, swapped as one by a sync: the connection, the row of each
+        # entry id, and the entries' count and average number of terms (BM25's N and avgdl).
+        # Searches run on the retriever's threads, one at a time on the connection.
+        self._searching: tuple[sqlite3.Connection | None, dict[int, int], int, float] = (None, {}, 0, 0.0)
+        self._search_lock = threading.Lock()
 
     # --- sync ---------------------------------------------------------------------------------
 
     def sync(self, knowledge: Knowledge | None = None) -> SyncReport:
-        """Bring the table in line with the folder; embed only what changed."""
+        """Bring the file in line with the folder; embed only what changed."""
         knowledge = knowledge or load_knowledge(self.folder)
         with self.lock, _exclusive(self.path.with_name(self.path.name + ".lock")):
             report = SyncReport(warnings=list(knowledge.warnings), version=knowledge.version)
+            db = None
             try:
-                table, existing, report.rebuilt = self._open()
-                self._apply(table, knowledge, existing, report)
-            except (ValueError, RuntimeError, OSError, pa.ArrowException) as exc:
+                db, existing, report.rebuilt = self._open(fresh=self.damaged)
+                self._apply(db, knowledge, existing, report)
+            except (sqlite3.DatabaseError, ValueError, OSError) as exc:
+                if db is not None:
+                    db.close()
                 log.warning("knowledge index at %s unreadable (%s); rebuilding from the folder", self.path, exc)
-                shutil.rmtree(self.path, ignore_errors=True)
                 report = SyncReport(warnings=list(knowledge.warnings), version=knowledge.version, rebuilt=True)
-                table, existing, _ = self._open()
-                self._apply(table, knowledge, existing, report)
-            self.table = table
+                db, existing, _ = self._open(fresh=True)
+                self._apply(db, knowledge, existing, report)
+            self.damaged = False
             self.version, self.warnings = knowledge.version, list(knowledge.warnings)
             for entry in knowledge.entries:
                 report.counts[entry.kind] = report.counts.get(entry.kind, 0) + 1
             return report
 
-    def _open(self):
-        meta_path = self.path / "meta.json"
-        meta = {"schema": SCHEMA_VERSION, "embedder": self.embedder.name, "dim": self.embedder.dim,
-                "folder": str(self.folder)}
-        rebuilt = False
-        if meta_path.exists() and json.loads(meta_path.read_text()) != meta:
-            log.info("knowledge index %s was built differently; rebuilding", self.path)
-            shutil.rmtree(self.path, ignore_errors=True)
+    def _open(self, fresh: bool = False) -> tuple[sqlite3.Connection, dict[str, str], bool]:
+        """The file's connection, the content hashes it holds by key, and whether it is new. An
+        index from an older version (LanceDB's folder) or built another way starts afresh."""
+        if self.path.is_dir() and (fresh or store.is_foreign(self.path)):
+            log.info("knowledge index %s is from another version or unreadable; rebuilding", self.path)
+            shutil.rmtree(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
-        db = lancedb.connect(str(self.path))
-        if TABLE in db.list_tables().tables:
-            table = db.open_table(TABLE)
-            keys = table.to_arrow().select(["key", "content_hash"]).to_pydict()
-            existing = dict(zip(keys["key"], keys["content_hash"]))
-        else:
-            table = db.create_table(TABLE, schema=self._schema())
-            existing, rebuilt = {}, True
-        meta_path.write_text(json.dumps(meta))
-        return table, existing, rebuilt
+        meta = {"embedder": self.embedder.name, "dim": str(self.embedder.dim), "folder": str(self.folder)}
+        db = store.connect(self.path)
+        try:
+            found = store.stored_hashes(db, meta)
+            if found is None:
+                log.info("knowledge index %s was built differently; rebuilding", self.path)
+                db.close()
+                shutil.rmtree(self.path)
+                self.path.mkdir(parents=True)
+                db = store.connect(self.path)
+                found = store.stored_hashes(db, meta)
+        except BaseException:
+            db.close()
+            raise
+        return db, *found
 
-    def _schema(self) -> pa.Schema:
-        return pa.schema([("key", pa.string()), ("source", pa.string()), ("kind", pa.string()),
-                          ("title", pa.string()), ("text", pa.string()), ("facts", pa.string()),
-                          ("chunk", pa.int32()), ("content_hash", pa.string()),
-                          ("vector", pa.list_(pa.float32(), self.embedder.dim))])
-
-    def _apply(self, table, knowledge: Knowledge, existing: dict[str, str], report: SyncReport) -> None:
+    def _apply(self, db: sqlite3.Connection, knowledge: Knowledge, existing: dict[str, str],
+               report: SyncReport) -> None:
         current = {e.key: e for e in knowledge.entries}
         stale = [k for k, h in existing.items() if k not in current or current[k].content_hash != h]
         fresh = [e for k, e in current.items() if existing.get(k) != e.content_hash]
-        for start in range(0, len(stale), 500):
-            keys = ", ".join("'" + k.replace("'", "''") + "'" for k in stale[start:start + 500])
-            table.delete(f"key IN ({keys})")
+        if stale:
+            store.delete(db, stale)
         for start in range(0, len(fresh), EMBED_BATCH):
             batch = fresh[start:start + EMBED_BATCH]
-            vectors = self.embedder.embed([e.text for e in batch])
-            table.add(pa.table({
-                "key": [e.key for e in batch], "source": [e.source for e in batch],
-                "kind": [e.kind for e in batch], "title": [e.title for e in batch],
-                "text": [e.text for e in batch], "facts": [json.dumps(e.facts) for e in batch],
-                "chunk": pa.array([e.chunk for e in batch], pa.int32()),
-                "content_hash": [e.content_hash for e in batch],
-                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()),
-                                                            self.embedder.dim)}, schema=self._schema()))
+            store.add(db, batch, self.embedder.embed([e.text for e in batch]))
+        if stale or fresh:
+            store.checkpoint(db)
         report.added, report.removed = len(fresh), len([k for k in stale if k not in current])
         report.unchanged = len(current) - len(fresh)
-        if stale or fresh or not table.list_indices():
-            if table.count_rows():
-                table.create_index("text", config=FTS(with_position=False, language="English", stem=True,
-                                                      remove_stop_words=True, ascii_folding=True), replace=True)
-        self._load_memory(table)
+        entries, keys, ids, matrix, average_length = store.load(db, self.embedder.dim)
+        with self._search_lock:
+            previous = self._searching[0]
+            self.entries, self.matrix = entries, matrix
+            self.by_key = {key: row for row, key in enumerate(keys)}
+            self._searching = (db, {id_: row for row, id_ in enumerate(ids)}, len(entries), average_length)
+        if previous is not None and previous is not db:
+            previous.close()
 
-    def _load_memory(self, table) -> None:
-        data = table.to_arrow()
-        columns = data.select(["key", "source", "kind", "title", "text", "facts", "chunk"]).to_pydict()
-        self.entries = [Entry(source=s, kind=k, title=t, text=x, facts=json.loads(f), chunk=c)
-                        for s, k, t, x, f, c in zip(columns["source"], columns["kind"], columns["title"],
-                                                    columns["text"], columns["facts"], columns["chunk"])]
-        self.by_key = {key: i for i, key in enumerate(columns["key"])}
-        vectors = data.column("vector").combine_chunks()
-        flat = vectors.flatten().to_numpy(zero_copy_only=False) if len(vectors) else np.zeros(0, np.float32)
-        self.matrix = np.ascontiguousarray(flat.reshape(-1, self.embedder.dim), dtype=np.float32)
+    def close(self) -> None:
+        """Let go of the file (the entries stay in memory; full text finds nothing until a sync)."""
+        with self._search_lock:
+            db, self._searching = self._searching[0], (None, {}, 0, 0.0)
+        if db is not None:
+            db.close()
 
     # --- search -------------------------------------------------------------------------------
 
@@ -190,9 +182,20 @@ class KnowledgeIndex:
         return [(int(i), float(scores[i])) for i in top[np.argsort(-scores[top])]]
 
     def text_search(self, query: str, limit: int) -> list[tuple[int, float]]:
-        """(row, BM25 score), best first, from LanceDB's native full-text index."""
-        words = " ".join(re.findall(r"\w+", query))[:1000]
-        if not words or self.table is None or not self.entries:
-            return []
-        found = self.table.search(words, query_type="fts").select(["key"]).limit(limit).to_list()
-        return [(self.by_key[r["key"]], float(r["_score"])) for r in found if r["key"] in self.by_key]
+        """(row, BM25 score), best first, of the entries sharing a term with ``query``
+        (``responder.knowledge.fulltext`` says what a term is and how it weighs). An unreadable
+        index finds nothing, and is rebuilt at the next sync, rather than failing the message."""
+        asked = fulltext.question_terms(query)
+        with self._search_lock:
+            db, rows, count, average_length = self._searching
+            if not asked or db is None or not rows:
+                return []
+            try:
+                found = store.search(db, asked, count, average_length, limit)
+            except sqlite3.DatabaseError as exc:
+                log.warning("the knowledge index's full text can't be read (%s); searching by meaning only", exc)
+                # A damaged file is rebuilt; a busy or full disk is not a reason to re-embed everything.
+                self.damaged |= getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+                return []
+        # Rows another daemon added since this one last synced are not in memory yet.
+        return [(rows[id_], score) for id_, score in found if id_ in rows]

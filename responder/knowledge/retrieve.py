@@ -2,8 +2,8 @@
 
 Runs in the pipeline after signals and before drafting, and behind ``run.py search``. Three
 rankings are fused with reciprocal-rank fusion (Cormack et al. 2009, k=60): cosine similarity
-of MiniLM vectors, BM25 from LanceDB's full-text index, and catalog matches — a SKU, a product
-name written exactly or fuzzily ("cedar smoke candle" -> Cedar & Smoke, via rapidfuzz), or an
+of MiniLM vectors, BM25 over the words of the index's SQLite file, and catalog matches — a SKU, a
+product name written exactly or fuzzily ("cedar smoke candle" -> Cedar & Smoke, via rapidfuzz), or an
 attribute value ("the blue one" -> products whose colors include blue). Every hit carries its
 cosine similarity too, so the drafter can tell "nothing relevant" from "the best of a bad lot".
 """
@@ -132,10 +132,11 @@ class Retriever:
         return self.index.version
 
     def refresh(self, force: bool = False) -> SyncReport | None:
-        """Re-sync the index when a file in the folder changed (or when forced)."""
+        """Re-sync the index when a file in the folder changed, when a search found the index
+        file damaged, or when forced."""
         with self._lock:
             fingerprint = folder_fingerprint(self.index.folder)
-            if not force and fingerprint == self.fingerprint:
+            if not force and fingerprint == self.fingerprint and not self.index.damaged:
                 return None
             report = self.index.sync()
             self.fingerprint = fingerprint

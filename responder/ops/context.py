@@ -33,7 +33,7 @@ class Context:
 
 def build_context(settings: Settings, *, drafter=None, knowledge_dir: Path | None = None, migrate: bool = True,
                   database_url: str | None = None) -> Context:
-    # start-up: the drafter, the embedding model and lancedb load only when a context is built
+    # start-up: the drafter, the embedding model and the index load only when a context is built
     from responder.draft import make_drafter
     from responder.knowledge.embeddings import make_embedder
     from responder.knowledge.index import KnowledgeIndex

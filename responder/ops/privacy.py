@@ -15,7 +15,7 @@ still unsent, else its body is replaced by a note.
 ``TABLES`` says what happens in every table; a test fails when a new table is not listed. Not in
 the database, so not touched: the mailbox itself (Deskhand never deletes mail), Twilio's message
 log, and knowledge files an accepted lesson wrote; ``Erased.notes`` tells the owner. The
-knowledge index (LanceDB) is built from the knowledge folder only and holds no customer text.
+knowledge index (SQLite) is built from the knowledge folder only and holds no customer text.
 """
 from __future__ import annotations
 
