@@ -47,7 +47,7 @@ def upcoming(ctx: Context, limit: int = BATCH, after: int = 0) -> list[Message]:
 
 def ahead(ctx: Context, after: int, limit: int) -> Future:
     """The batch after ``after``, read and prepared on another thread while this one is routed:
-    the model runs in torch (no GIL) on the second core while the pipeline runs in Python."""
+    the model runs in onnxruntime (no GIL) on the second core while the pipeline runs in Python."""
     def next_batch() -> list[Message]:
         batch = upcoming(ctx, limit, after)
         prepare_batch(ctx, batch)
