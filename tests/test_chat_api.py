@@ -325,11 +325,9 @@ def test_forgetting_the_customer_ends_the_chat_session(chat):
 
 # --- the long poll -----------------------------------------------------------------------------------
 
-def test_a_reply_wakes_the_open_long_poll_at_once(chat, monkeypatch):
-    monkeypatch.setattr(chat_api, "RECHECK_S", 60.0)  # only the send job's wake-up can end the wait early
-    visitor = Visitor(chat)
-    visitor.say(SHIPPING)
-    visitor.read()
+def while_polling(chat, visitor: Visitor, act) -> dict:
+    """``act(base_url)`` while the visitor's panel waits in a 20 s long poll over real HTTP; what
+    the poll answered and how long it took."""
     with serve(chat.app) as base:
         got: dict = {}
 
@@ -342,8 +340,17 @@ def test_a_reply_wakes_the_open_long_poll_at_once(chat, monkeypatch):
         waiting = threading.Thread(target=poll)
         waiting.start()
         time.sleep(0.5)
-        answer_all(chat.ctx)
+        act(base)
         waiting.join(timeout=30)
+    return got
+
+
+def test_a_reply_wakes_the_open_long_poll_at_once(chat, monkeypatch):
+    monkeypatch.setattr(chat_api, "RECHECK_S", 60.0)  # only the send job's wake-up can end the wait early
+    visitor = Visitor(chat)
+    visitor.say(SHIPPING)
+    visitor.read()
+    got = while_polling(chat, visitor, lambda base: answer_all(chat.ctx))
     assert shop_items(got["answer"]) and got["took"] < 15, got
 
 
@@ -432,20 +439,11 @@ def test_the_visitors_own_message_wakes_their_open_long_poll(chat, monkeypatch):
     monkeypatch.setattr(chat_api, "RECHECK_S", 60.0)
     visitor = Visitor(chat)
     visitor.read()
-    with serve(chat.app) as base:
-        got: dict = {}
 
-        def poll():
-            started = time.monotonic()
-            answer = httpx.get(f"{base}/chat/api/messages", params={"after": visitor.cursor, "wait": 20},
-                               headers=visitor.headers, timeout=30)
-            got.update(answer=answer.json(), took=time.monotonic() - started)
-
-        waiting = threading.Thread(target=poll)
-        waiting.start()
-        time.sleep(0.5)
+    def send(base):
         assert httpx.post(f"{base}/chat/api/messages", headers=visitor.headers,
                           json={"text": SHIPPING, "client_id": "w1"}).status_code == 202
-        waiting.join(timeout=30)
+
+    got = while_polling(chat, visitor, send)
     assert got["answer"]["items"][0]["client_id"] == "w1" and got["answer"]["typing"] is True
     assert got["took"] < 15
